@@ -1,0 +1,100 @@
+"""The `telcolake` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.config import Settings, load_settings
+from pipelines.errors import TelcolakeError
+
+app = typer.Typer(help="telcolake: a streaming lakehouse for a telco's BSS/OSS data.", no_args_is_help=True)
+broker_app = typer.Typer(help="Start, stop and inspect the Kafka broker.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def settings() -> Settings:
+    """Load the settings, turning a config error into one clear line and exit code 2."""
+    try:
+        return load_settings()
+    except TelcolakeError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def fail(exc: Exception, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(code)
+
+
+# --- broker ------------------------------------------------------------------------------
+
+
+@broker_app.command("start")
+def broker_start() -> None:
+    """Start the embedded broker (unless TELCOLAKE_KAFKA_BOOTSTRAP names servers) and create topics."""
+    from pipelines import broker
+
+    s = settings()
+    try:
+        if s.embedded:
+            was = broker.read_state(s.state_dir)
+            state = broker.start_embedded(s.state_dir)
+            verb = "already running" if was else "started"
+            console.print(f"embedded broker {verb} at [bold]{state.address}[/bold] (pid {state.pid})")
+            bootstrap = state.address
+        else:
+            bootstrap = broker.ensure_broker(s)
+            console.print(f"using external Kafka at [bold]{bootstrap}[/bold]; nothing started")
+        have = broker.ensure_topics(bootstrap, s.topics, extra=s.kafka_client)
+        console.print("topics: " + ", ".join(f"{t} ({n})" for t, n in sorted(have.items())))
+    except TelcolakeError as exc:
+        fail(exc)
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the embedded broker of this state dir (its in-memory topics go with it)."""
+    from pipelines import broker
+
+    s = settings()
+    if not s.embedded:
+        console.print("external Kafka configured; nothing to stop")
+        return
+    state = broker.stop_embedded(s.state_dir)
+    console.print(f"stopped embedded broker pid {state.pid}" if state else "no embedded broker was running")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """Address, topics, partitions and true end offsets."""
+    from pipelines import broker
+
+    s = settings()
+    try:
+        bootstrap = broker.resolve_bootstrap(s)
+        broker.wait_ready(bootstrap, timeout=5)
+    except TelcolakeError as exc:
+        fail(exc)
+    kind = "embedded" if s.embedded else "external"
+    console.print(f"{kind} broker at [bold]{bootstrap}[/bold]")
+    table = Table("topic", "partition", "end offset")
+    for topic in sorted(s.topics):
+        for p, end in sorted(broker.end_offsets(bootstrap, topic, extra=s.kafka_client).items()):
+            table.add_row(topic, str(p), str(end))
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
+

@@ -1,0 +1,21 @@
+"""Project exceptions: each message names the bad value and what is allowed."""
+
+
+class TelcolakeError(Exception):
+    """Base class of every error telcolake raises on purpose."""
+
+
+class ConfigError(TelcolakeError):
+    """A configuration value is missing or not allowed."""
+
+
+class BrokerError(TelcolakeError):
+    """The Kafka broker could not be started, found or reached."""
+
+
+class LakeError(TelcolakeError):
+    """A lake table is missing or cannot be read or written."""
+
+
+class QualityGateFailed(TelcolakeError):
+    """A quality gate failed; publishing or billing was refused."""

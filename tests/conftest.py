@@ -1,0 +1,58 @@
+"""Shared fixtures: a real embedded broker per test session, an isolated lake per test."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipelines import broker
+from pipelines.config import Settings, load_settings
+from pipelines.lake import Lake
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Bootstrap address of a real embedded broker (Tansu) on a free loopback port."""
+    state_dir = tmp_path_factory.mktemp("broker-state")
+    state = broker.start_embedded(state_dir)
+    yield state.address
+    broker.stop_embedded(state_dir)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Settings:
+    """Settings for an isolated test: its own lake and state dir, the session broker.
+
+    Each test gets uuid-suffixed topic names so tests never see each other's records.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    config = tmp_path / "telcolake.toml"
+    base = (Path(__file__).resolve().parent.parent / "telcolake.toml").read_text()
+    base = base.replace('"usage.events" = 4', f'"usage.events.{suffix}" = 4')
+    base = base.replace('"network.events" = 2', f'"network.events.{suffix}" = 2')
+    base = base.replace('"bss.events" = 2', f'"bss.events.{suffix}" = 2')
+    config.write_text(base)
+    monkeypatch.setenv("TELCOLAKE_CONFIG", str(config))
+    monkeypatch.setenv("TELCOLAKE_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("TELCOLAKE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("TELCOLAKE_KAFKA_BOOTSTRAP", kafka)
+    settings = load_settings()
+    broker.ensure_topics(kafka, settings.topics)
+    return settings
+
+
+@pytest.fixture
+def lake(env: Settings) -> Lake:
+    return Lake.from_settings(env)
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings with an isolated lake and state dir and no Kafka at all (pure lake tests)."""
+    monkeypatch.setenv("TELCOLAKE_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("TELCOLAKE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("TELCOLAKE_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("TELCOLAKE_CONFIG", raising=False)
+    return load_settings()
