@@ -107,11 +107,13 @@ class Lake:
         txns: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
         schema_mode: Literal["merge", "overwrite"] | None = None,
+        configuration: Mapping[str, str] | None = None,
     ) -> int:
         """Write ``data`` in one commit and return the new table version.
 
         ``txns`` (app id -> version) are recorded in the same commit, which is how writers
-        make a replayed input idempotent. Concurrent commits (a running ``maintain``) are
+        make a replayed input idempotent. ``configuration`` applies when the write creates
+        the table (e.g. ``{"delta.enableChangeDataFeed": "true"}``). Concurrent commits (a running ``maintain``) are
         retried, never surfaced as failures.
         """
         props = CommitProperties(
@@ -119,6 +121,8 @@ class Lake:
             max_commit_retries=COMMIT_RETRIES,
             app_transactions=[Transaction(app_id=a, version=v) for a, v in (txns or {}).items()] or None,
         )
+        if configuration and self.exists(name):
+            configuration = None
         for attempt in range(COMMIT_RETRIES):
             try:
                 write_deltalake(
@@ -130,6 +134,7 @@ class Lake:
                     schema_mode=schema_mode,
                     storage_options=self._opts(),
                     commit_properties=props,
+                    configuration=configuration,
                 )
                 return self.table(name).version()
             except CommitFailedError:

@@ -1,0 +1,1 @@
+"""Bytewax dataflows: one module per dataflow, each exposing ``flow`` built by a function."""
