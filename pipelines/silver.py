@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.config import Settings
+from pipelines.duck import query
 from pipelines.lake import Lake
 from pipelines.landing import CDF, bronze_table
 
@@ -47,10 +48,9 @@ def _new_bronze_rows(lake: Lake, bronze: str, since: int | None) -> tuple[pa.Tab
         return dt.to_pyarrow_dataset().to_table(), current
     reader = dt.load_cdf(starting_version=since + 1, ending_version=current)
     changes = pa.table(reader.read_all())
-    changes = changes.filter(pa.compute.equal(changes["_change_type"].cast(pa.string()), "insert"))
-    schema = dt.schema().to_arrow()
-    schema = pa.schema(schema) if not isinstance(schema, pa.Schema) else schema
-    return changes.select(schema.names).cast(schema), current
+    inserted = pa.compute.equal(changes["_change_type"].cast(pa.string()), "insert")
+    schema = pa.schema(dt.schema().to_arrow())
+    return changes.select(schema.names).cast(schema).filter(inserted), current
 
 
 def refresh_usage(settings: Settings) -> SilverResult:
@@ -83,9 +83,7 @@ def refresh_usage(settings: Settings) -> SilverResult:
         select * exclude (arrival), arrival = 1 and record_id not in (select record_id from existing) as is_first
         from ranked
     """
-    marked = con.execute(ranked).arrow()
-    if isinstance(marked, pa.RecordBatchReader):
-        marked = marked.read_all()
+    marked = query(con, ranked)
     firsts = marked.filter(marked["is_first"]).drop(["is_first"])
     dupes = marked.filter(pa.compute.invert(marked["is_first"])).drop(["is_first"])
     result.new_rows, result.duplicates = firsts.num_rows, dupes.num_rows
@@ -158,17 +156,13 @@ def refresh_subscribers(settings: Settings) -> SilverResult:
         return result
     con = duckdb.connect()
     con.register("new_rows", new)
-    changed = con.execute("select distinct subscriber_id from new_rows").arrow()
-    if isinstance(changed, pa.RecordBatchReader):
-        changed = changed.read_all()
+    changed = query(con, "select distinct subscriber_id from new_rows")
     import pyarrow.dataset as ds
 
     ids = changed["subscriber_id"]
     history = lake.table(bronze, version=current).to_pyarrow_dataset().to_table(filter=ds.field("subscriber_id").isin(ids))
     con.register("bss", history)
-    intervals = con.execute(SUBSCRIBER_INTERVALS).arrow()
-    if isinstance(intervals, pa.RecordBatchReader):
-        intervals = intervals.read_all()
+    intervals = query(con, SUBSCRIBER_INTERVALS)
     result.new_rows, result.changed_subscribers = intervals.num_rows, len(ids)
     if not lake.exists(SILVER_SUBSCRIBERS):
         lake.write(SILVER_SUBSCRIBERS, intervals, txns={SUBSCRIBERS_APP: current}, configuration=CDF)
