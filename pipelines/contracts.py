@@ -312,6 +312,9 @@ def _classify_slow(contract: Contract, values: list[bytes], positions: list[int]
     rejects: list[tuple[int, str]] = []
     decode = contract.decoder.decode
     for pos, value in zip(positions, values, strict=True):
+        if not _is_utf8(value):
+            rejects.append((pos, "invalid_utf8"))
+            continue
         try:
             record = decode(value)
         except msgspec.ValidationError as exc:
@@ -438,7 +441,10 @@ def decode_batch(
     extra = 0
     if candidates and not contract.json_fields:
         payload = b"\n".join(candidates)
-        if payload.count(b"\n") == len(candidates) - 1:
+        # One value per line, each an object: a line starting with anything else (even
+        # `null`, which crashes pyarrow 23's JSON reader) goes to the record-by-record path.
+        lines = len(candidates) - 1
+        if payload[:1] == b"{" and payload.count(b"\n") == lines == payload.count(b"\n{") and _is_utf8(payload):
             try:
                 wire, extra = _count_extras(contract, _read_lines(contract, payload))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
