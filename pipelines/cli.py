@@ -247,6 +247,24 @@ def maintain(
             console.print(r)
 
 
+# --- demo --------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: [simulate] subscribers)."),
+    days: int = typer.Option(0, "--days", help="Simulated days (default: [simulate] days)."),
+) -> None:
+    """Run the whole product on the embedded defaults and print a summary."""
+    from pipelines.demo import run_demo
+
+    s = settings()
+    try:
+        run_demo(s, console, subscribers=subscribers, days=days)
+    except TelcolakeError as exc:
+        fail(exc)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

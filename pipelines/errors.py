@@ -19,3 +19,11 @@ class LakeError(TelcolakeError):
 
 class QualityGateFailed(TelcolakeError):
     """A quality gate failed; publishing or billing was refused."""
+
+
+class CatalogError(TelcolakeError):
+    """The tariff catalog file is invalid or would rewrite a loaded version."""
+
+
+class BillingError(TelcolakeError):
+    """A bill run or rerate was refused (closed cycle, missing input, bad cycle)."""
