@@ -1,0 +1,193 @@
+"""Ingest benchmark: telcolake ingest vs the raw consumer ceiling and a naive baseline.
+
+Produces simulated usage events to a fresh embedded broker, then in the same run measures
+(a) a plain confluent-kafka consumer reading the topic, (b) a naive ingest: per-message
+json.loads and write_deltalake every 10,000 rows, (c) `telcolake ingest --until-caught-up`
+(exactly once on, in a child process so its peak RSS is its own). Then, at a steady input
+rate, the p50/p99 freshness: produce time -> row visible in a fresh DeltaTable read.
+
+Usage: python bench/ingest.py [--events 1000000] [--rate 20000] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from confluent_kafka import Consumer, Producer, TopicPartition
+from deltalake import DeltaTable, write_deltalake
+
+from pipelines import broker
+from pipelines.simulate import SimConfig, simulate
+
+
+def usage_values(n: int) -> list[bytes]:
+    """At least ``n`` simulated usage values (the simulator's own output, repeated if short)."""
+    subs = max(200, n // 300)
+    values = simulate(SimConfig(subscribers=subs, days=7, seed=7, malformed_rate=0.0, duplicate_rate=0.0)).values["usage.events"]
+    while len(values) < n:
+        values = values + values
+    return values[:n]
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], partitions: int) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000, "log_level": 2})
+    for i, v in enumerate(values):
+        while True:
+            try:
+                p.produce(topic, value=v, partition=i % partitions)
+                break
+            except BufferError:
+                p.poll(0.05)
+    p.flush(120)
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, on_batch=None) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.partition.eof": True, "log_level": 2,
+                  "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    n, eof = 0, set()
+    while len(eof) < partitions:
+        msgs = c.consume(20_000, timeout=0.5)
+        good = [m for m in msgs if m.error() is None]
+        eof.update(m.partition() for m in msgs if m.error() is not None)
+        n += len(good)
+        if on_batch is not None:
+            on_batch(good)
+    c.close()
+    return n
+
+
+def naive(bootstrap: str, topic: str, partitions: int, lake: Path) -> int:
+    rows: list[dict] = []
+
+    def flush() -> None:
+        if rows:
+            write_deltalake(str(lake), pa.Table.from_pylist(rows), mode="append")
+            rows.clear()
+
+    def on_batch(msgs) -> None:
+        for m in msgs:
+            rec = json.loads(m.value())
+            rec["_kafka_partition"], rec["_kafka_offset"] = m.partition(), m.offset()
+            rows.append(rec)
+            if len(rows) >= 10_000:
+                flush()
+
+    n = read_all(bootstrap, topic, partitions, on_batch)
+    flush()
+    return n
+
+
+def telcolake_ingest(env: dict) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of `telcolake ingest --until-caught-up` in a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", "--until-caught-up", "--no-silver", "--quiet"], env=env, check=True)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024
+
+
+def freshness(env: dict, bootstrap: str, topic: str, values: list[bytes], rate: int, seconds: float, lake: Path) -> tuple[float, float, int]:
+    """Run ingest continuously, produce at ``rate``/s, and time produce -> visible."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", "--quiet", "--no-silver"], env=env)
+    table = lake / "bronze" / "usage.events"
+    lags: list[np.ndarray] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        version = None
+        while not done.is_set() or version is None:
+            try:
+                dt = DeltaTable(str(table))
+            except Exception:
+                time.sleep(0.05)
+                continue
+            if version is not None and dt.version() > version:
+                seen = time.time()
+                changes = pa.table(dt.load_cdf(starting_version=version + 1, ending_version=dt.version()).read_all())
+                ts = changes["_kafka_timestamp"].cast(pa.int64()).to_numpy() / 1e6
+                lags.append(seen - ts)
+            version = dt.version()
+            time.sleep(0.05)
+            if done.is_set():
+                break
+
+    poller = threading.Thread(target=poll)
+    time.sleep(3)  # let the ingest start and land what is already there
+    poller.start()
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "log_level": 2})
+    start = time.time()
+    sent = 0
+    while time.time() - start < seconds:
+        due = int((time.time() - start) * rate)
+        while sent < due:
+            try:
+                p.produce(topic, value=values[sent % len(values)], partition=sent % 4)
+                sent += 1
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+        time.sleep(0.005)
+    p.flush(30)
+    time.sleep(4)
+    done.set()
+    poller.join()
+    proc.send_signal(2)
+    proc.wait(60)
+    all_lags = np.concatenate(lags) if lags else np.array([np.nan])
+    return float(np.percentile(all_lags, 50)), float(np.percentile(all_lags, 99)), sent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--rate", type=int, default=20_000)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="telcolake-bench-"))
+    state = broker.start_embedded(work / "state")
+    env = dict(os.environ, TELCOLAKE_STATE_DIR=str(work / "state"), TELCOLAKE_LAKE=str(work / "lake"), TELCOLAKE_KAFKA_BOOTSTRAP=state.address)
+    env.pop("TELCOLAKE_CONFIG", None)
+    try:
+        topics = {"usage.events": 4, "network.events": 1, "bss.events": 1}
+        broker.ensure_topics(state.address, topics)
+        t = time.perf_counter()
+        values = usage_values(args.events)
+        print(f"simulated {len(values):,} usage events in {time.perf_counter() - t:.1f}s")
+        t = time.perf_counter()
+        produce(state.address, "usage.events", values, 4)
+        print(f"produced in {time.perf_counter() - t:.1f}s")
+
+        t = time.perf_counter()
+        n = read_all(state.address, "usage.events", 4)
+        a = n / (time.perf_counter() - t)
+        print(f"(a) raw consumer:            {a:>12,.0f} events/s ({n:,} events)")
+        t = time.perf_counter()
+        n = naive(state.address, "usage.events", 4, work / "naive")
+        b = n / (time.perf_counter() - t)
+        print(f"(b) naive json.loads+delta:  {b:>12,.0f} events/s")
+        seconds, rss = telcolake_ingest(env)
+        c = args.events / seconds
+        landed = DeltaTable(str(work / "lake" / "bronze" / "usage.events")).to_pyarrow_dataset().count_rows()
+        print(f"(c) telcolake ingest:        {c:>12,.0f} events/s ({landed:,} landed, exactly once, process start included)")
+        print(f"    c/a = {c / a:.2f}   c/b = {c / b:.2f}   peak RSS of ingest = {rss:,.0f} MB")
+        p50, p99, sent = freshness(env, state.address, "usage.events", values, args.rate, args.seconds, work / "lake")
+        print(f"freshness at {args.rate:,} events/s ({sent:,} sent): p50 = {p50:.2f}s  p99 = {p99:.2f}s (produce -> visible in a new DeltaTable)")
+    finally:
+        broker.stop_embedded(work / "state")
+
+
+if __name__ == "__main__":
+    main()
