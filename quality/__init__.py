@@ -1,0 +1,1 @@
+"""Great Expectations suites (one module per domain) and the gate runner."""
