@@ -5,6 +5,9 @@ Run it with ``telcolake ingest`` or, for a cluster, ``python -m bytewax.run data
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -18,15 +21,45 @@ from pipelines.landing import BronzeWriter, DeadLetters, Landed, app_id, bronze_
 
 
 class _LandPartition(StatelessSinkPartition[RawBatch]):
+    """Lands batches in order on one background thread, so the next batch is read meanwhile.
+
+    Decoding (Arrow) and the Delta commit release the GIL, so reading from Kafka overlaps
+    with landing. Order per segment is kept (one thread, FIFO); a batch queued but not
+    committed when the process dies is simply read again on restart.
+    """
+
     def __init__(self, writer: BronzeWriter, on_landed) -> None:
         self._writer = writer
         self._on_landed = on_landed
+        self._queue: queue.Queue[RawBatch | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="telcolake-land", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # a commit failed: land nothing after it (order matters)
+            try:
+                landed = self._writer.land(batch)
+                if self._on_landed is not None:
+                    self._on_landed(landed)
+            except BaseException as exc:  # surfaced on the dataflow's thread below
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"landing a batch failed: {self._error}") from self._error
 
     def write_batch(self, items: list[RawBatch]) -> None:
+        self._raise()
         for batch in items:
-            landed = self._writer.land(batch)
-            if self._on_landed is not None:
-                self._on_landed(landed)
+            self._queue.put(batch)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
 
 
 class BronzeSink(DynamicSink[RawBatch]):

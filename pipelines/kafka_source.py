@@ -102,6 +102,13 @@ class _Buffer:
         return batch
 
 
+def _group(messages: list, topics: list[str]) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for msg, topic in zip(messages, topics, strict=True):
+        groups.setdefault(topic, []).append(msg)
+    return groups
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM (when installed): sources finish their batch and end cleanly."""
 
@@ -166,29 +173,8 @@ class _KafkaPartition(StatelessSourcePartition[RawBatch]):
         stopping = self._src.stop.is_set()
         if self._consumer is not None and not stopping:
             messages = self._consumer.consume(num_messages=self._src.poll_records, timeout=self._src.poll_timeout_s)
-            now = time.monotonic()
-            for msg in messages:
-                err = msg.error()
-                topic = msg.topic()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        key = (topic, msg.partition())
-                        if msg.offset() >= self._targets.get(key, 0):
-                            self._done.add(key)
-                        continue
-                    if err.retriable():
-                        continue
-                    raise RuntimeError(f"Kafka error on {topic} partition {msg.partition()}: {err}")
-                buf = self._buffers[topic]
-                value = msg.value()
-                if not buf.values:
-                    buf.since = now
-                buf.values.append(value)
-                buf.keys.append(msg.key())
-                buf.partitions.append(msg.partition())
-                buf.offsets.append(msg.offset())
-                buf.timestamps.append(msg.timestamp()[1])
-                buf.nbytes += len(value) if value else 0
+            if messages:
+                self._take(messages)
         finished = stopping or (self._src.until_caught_up and len(self._done) == len(self._owned))
         now = time.monotonic()
         for topic, buf in self._buffers.items():
@@ -199,6 +185,38 @@ class _KafkaPartition(StatelessSourcePartition[RawBatch]):
         if finished:
             self.close()
         return out
+
+    def _take(self, messages: list) -> None:
+        """Append a consumed batch to the per-topic buffers (list comprehensions: C loops)."""
+        good = [m for m in messages if m.error() is None]
+        if len(good) != len(messages):
+            for msg in messages:
+                err = msg.error()
+                if err is None:
+                    continue
+                if err.code() == KafkaError._PARTITION_EOF:
+                    key = (msg.topic(), msg.partition())
+                    if msg.offset() >= self._targets.get(key, 0):
+                        self._done.add(key)
+                elif not err.retriable():
+                    raise RuntimeError(f"Kafka error on {msg.topic()} partition {msg.partition()}: {err}")
+        if not good:
+            return
+        topics = [m.topic() for m in good]
+        first = topics[0]
+        groups = {first: good} if topics.count(first) == len(topics) else _group(good, topics)
+        now = time.monotonic()
+        for topic, msgs in groups.items():
+            buf = self._buffers[topic]
+            if not buf.values:
+                buf.since = now
+            values = [m.value() for m in msgs]
+            buf.values.extend(values)
+            buf.keys.extend([m.key() for m in msgs])
+            buf.partitions.extend([m.partition() for m in msgs])
+            buf.offsets.extend([m.offset() for m in msgs])
+            buf.timestamps.extend([m.timestamp()[1] for m in msgs])
+            buf.nbytes += sum(map(len, filter(None, values)))
 
     def next_awake(self) -> datetime | None:
         # Poll again at once while data flows; the consume timeout paces an idle source.
