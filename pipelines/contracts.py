@@ -120,6 +120,9 @@ class Contract:
         ranges: column -> (low, high) inclusive bounds; None means unbounded.
         struct: the msgspec struct that validates one record.
         json_fields: columns that hold an arbitrary JSON value, stored as JSON text.
+        partition_column: the bronze partition column: ``event_date`` (day of the event
+            time) or ``event_month`` (``YYYY-MM``) for topics whose history reaches back
+            years (lifecycle events), so they do not split into thousands of tiny files.
     """
 
     topic: str
@@ -131,6 +134,7 @@ class Contract:
     ranges: dict[str, tuple[float | None, float | None]]
     struct: type[msgspec.Struct]
     json_fields: tuple[str, ...] = ()
+    partition_column: str = "event_date"
     decoder: msgspec.json.Decoder = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -224,6 +228,7 @@ BSS = Contract(
     ranges={},
     struct=BssEvent,
     json_fields=("attributes",),
+    partition_column="event_month",
 )
 
 CONTRACTS: dict[str, Contract] = {c.topic: c for c in (USAGE, NETWORK, BSS)}

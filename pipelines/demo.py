@@ -47,14 +47,11 @@ def _simulate(run: DemoRun) -> dict[str, Any]:
     from pipelines.contracts import CONTRACTS
     from pipelines.simulate import SimConfig, produce, simulate
 
-    cfg = SimConfig.from_settings(run.settings)
-    for key in ("subscribers", "days"):
-        if run.options.get(key):
-            cfg = type(cfg)(**{**cfg.__dict__, key: run.options[key]})
+    cfg = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None, days=run.options.get("days") or None)
     result = simulate(cfg)
     topics = {t: run.settings.topic(t) for t in CONTRACTS}
     counts = produce(result, resolve_bootstrap(run.settings), topics, extra_conf=run.settings.kafka_client)
-    planted = result.planted.as_dict()
+    planted = {k: v for k, v in result.planted.as_dict().items() if not k.endswith("_ids")}
     return {"subscribers": cfg.subscribers, "days": cfg.days, "produced": sum(counts.values()), "planted": planted}
 
 

@@ -78,10 +78,12 @@ def _meta_columns(batch: RawBatch, idx: np.ndarray, ingested_at: datetime) -> di
 
 
 def bronze_rows(contract: Contract, batch: RawBatch, typed: pa.Table, idx: np.ndarray, ingested_at: datetime) -> pa.Table:
-    """Typed contract columns + source coordinates + ``event_date`` partition column."""
+    """Typed contract columns + source coordinates + ``event_date`` (+ ``event_month``)."""
     columns = {name: typed[name] for name in typed.column_names}
     columns.update(_meta_columns(batch, idx, ingested_at))
     columns["event_date"] = pc.cast(typed[contract.time_field], pa.date32())
+    if contract.partition_column == "event_month":
+        columns["event_month"] = pc.strftime(typed[contract.time_field], format="%Y-%m")
     return pa.table(columns)
 
 
@@ -151,7 +153,7 @@ class BronzeWriter:
         typed = decoded.table if fresh.all() else decoded.table.filter(pa.array(fresh))
         idx = idx[fresh]
         rows = bronze_rows(contract, batch, typed, idx, ingested_at)
-        result.bronze_version = self.lake.write(bronze, rows, partition_by=["event_date"], txns=txns, configuration=CDF)
+        result.bronze_version = self.lake.write(bronze, rows, partition_by=[contract.partition_column], txns=txns, configuration=CDF)
         for s, p in last.items():
             self._stored[(bronze, s)] = p
         result.rows = rows.num_rows
