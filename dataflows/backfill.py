@@ -88,6 +88,7 @@ def _columnar_values(contract: Contract, frame: pl.DataFrame) -> list[bytes]:
     """
     encoder = msgspec.json.Encoder()
     columns = []
+    uncast: dict[str, dict[int, str]] = {}  # column -> row -> original text of a cell that did not cast
     for field in contract.schema:
         if field.name not in frame.columns:
             continue
@@ -96,15 +97,22 @@ def _columnar_values(contract: Contract, frame: pl.DataFrame) -> list[bytes]:
         if field.type == TS and col.dtype != pl.String:
             col = col.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ") if col.dtype == pl.Datetime else col.cast(pl.String)
         if target is not None and col.dtype != target and target != pl.String:
-            cast = col.cast(target, strict=False)
-            if cast.null_count() == col.null_count():
-                col = cast
+            if target == pl.Boolean and col.dtype == pl.String:  # polars cannot cast text to bool
+                cast = col.str.to_lowercase().replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean)
             else:
-                col = col.cast(pl.String)
+                cast = col.cast(target, strict=False)
+            failed = (cast.is_null() & col.is_not_null() & (col.cast(pl.String) != "")).arg_true()
+            if len(failed):
+                text = col.cast(pl.String)
+                uncast[field.name] = {int(i): text[int(i)] for i in failed}
+            col = cast
         elif target is None:  # decimals: pass their text, the decoder parses them exactly
             col = col.cast(pl.String)
         columns.append(col.alias(field.name))
     rows = pl.DataFrame(columns).to_dicts() if columns else [{} for _ in range(frame.height)]
+    for name, cells in uncast.items():  # the decoder rejects these rows as bad_type:<name>
+        for i, text in cells.items():
+            rows[i][name] = text
     for row in rows:  # empty CSV cells mean "no value"
         for k in [k for k, v in row.items() if v is None or v == ""]:
             del row[k]

@@ -150,4 +150,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["BronzeSink", "Landed", "build_flow", "flow"]
+__all__ = ["BronzeSink", "Landed", "build_flow", "flow"]  # noqa: F822 (flow is built lazily)

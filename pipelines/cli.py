@@ -247,13 +247,87 @@ def maintain(
             console.print(r)
 
 
+# --- simulate ----------------------------------------------------------------------------
+
+
+@app.command()
+def simulate(
+    subscribers: int = typer.Option(None, "--subscribers", help="Population size (default: telcolake.toml simulate.subscribers)."),
+    days: int = typer.Option(None, "--days", help="Simulated days (default: telcolake.toml simulate.days)."),
+    seed: int = typer.Option(None, "--seed", help="Random seed; same seed, same records (default: telcolake.toml simulate.seed)."),
+    start: str = typer.Option(None, "--start", help="First simulated day, YYYY-MM-DD (default: telcolake.toml simulate.start)."),
+    to: str = typer.Option("kafka", "--to", help="kafka: produce to the configured topics."),
+    to_dir: Path = typer.Option(None, "--to-dir", help="Write legacy mediation dumps into this directory instead."),
+    fmt: str = typer.Option("jsonl", "--format", help="Dump format with --to-dir: csv, parquet or jsonl."),
+    as_json: bool = typer.Option(False, "--json", help="Print the planted summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Simulate usage, network and BSS events (with planted churn, fraud, incidents and defects)."""
+    import json
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines import broker
+    from pipelines import simulate as sim
+    from pipelines.errors import ConfigError
+
+    s = settings()
+    try:
+        if to != "kafka" and to_dir is None:
+            raise ConfigError(f"--to {to!r}: expected kafka (or use --to-dir DIR)")
+        if fmt not in ("csv", "parquet", "jsonl"):
+            raise ConfigError(f"--format {fmt!r}: expected csv, parquet or jsonl")
+        cfg = sim.SimConfig.from_settings(s, subscribers=subscribers, days=days, seed=seed,
+                                          start=sim.parse_date(start) if start else None)
+        bootstrap = broker.resolve_bootstrap(s) if to_dir is None else ""
+        started = time.perf_counter()
+        result = sim.simulate(cfg)
+        summary = sim.planted_summary(result)
+        summary["generate_s"] = round(time.perf_counter() - started, 2)
+        started = time.perf_counter()
+        if to_dir is not None:
+            files = sim.write_dir(result, to_dir, fmt)  # type: ignore[arg-type]
+            summary["files"] = len(files)
+            summary["skipped_in_files"] = files.skipped
+            summary["directory"] = str(to_dir)
+        else:
+            broker.ensure_topics(bootstrap, s.topics, extra=s.kafka_client)
+            topics = {t: s.topic(t) for t in result.values}
+            total = sum(len(v) for v in result.values.values())
+            columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=err, disable=quiet or as_json) as progress:
+                task = progress.add_task("produce", total=total)
+                summary["produced"] = sim.produce(result, bootstrap, topics, extra_conf=s.kafka_client,
+                                                  progress=lambda k: progress.update(task, advance=k))
+            summary["topics"] = topics
+        summary["write_s"] = round(time.perf_counter() - started, 2)
+    except TelcolakeError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    if quiet:
+        return
+    counts = ", ".join(f"{k}={summary[k]:,}" for k in ("churners", "fraudsters", "duplicates", "late", "malformed", "roamers"))
+    console.print(f"simulated {cfg.subscribers:,} subscribers x {cfg.days} days from {cfg.start} (seed {cfg.seed}) "
+                  f"in {summary['generate_s']}s; planted: {counts}")
+    table = Table("topic", "records", "late", "malformed", title="records per topic")
+    for topic, n in summary["per_topic"].items():
+        table.add_row(topic, f"{n:,}", f"{summary['late_by_topic'][topic]:,}", f"{summary['malformed_by_topic'][topic]:,}")
+    console.print(table)
+    console.print("incidents: " + "; ".join(f"{c} {a} .. {b}" for c, a, b in summary["incidents"]))
+    where = f"{summary['files']} files in {to_dir}" if to_dir is not None else "Kafka " + ", ".join(summary["topics"].values())
+    console.print(f"written to {where} in {summary['write_s']}s")
+
+
 # --- demo --------------------------------------------------------------------------------
 
 
 @app.command()
 def demo(
-    subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: [simulate] subscribers)."),
-    days: int = typer.Option(0, "--days", help="Simulated days (default: [simulate] days)."),
+    subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: telcolake.toml simulate.subscribers)."),
+    days: int = typer.Option(0, "--days", help="Simulated days (default: telcolake.toml simulate.days)."),
 ) -> None:
     """Run the whole product on the embedded defaults and print a summary."""
     from pipelines.demo import run_demo
@@ -263,6 +337,332 @@ def demo(
         run_demo(s, console, subscribers=subscribers, days=days)
     except TelcolakeError as exc:
         fail(exc)
+
+
+# --- billing -----------------------------------------------------------------------------
+
+catalog_app = typer.Typer(help="The tariff catalog (reference/catalog.toml).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("load")
+def catalog_load(
+    path: Path = typer.Option(None, "--file", help="Catalog file (default: reference/catalog.toml)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Validate the catalog and append its new versions to the reference tables (never edits history)."""
+    import json
+
+    from pipelines.billing.reference import load_catalog
+
+    s = settings()
+    try:
+        result = load_catalog(s, path)
+    except TelcolakeError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(result.__dict__))
+    else:
+        console.print(f"loaded versions: {result.loaded or 'none'}; already loaded: {result.unchanged or 'none'}")
+
+
+def _billing_progress(quiet: bool):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=quiet)
+    task = progress.add_task("starting", total=None)
+    return progress, lambda step: progress.update(task, description=step)
+
+
+@app.command("bill-run")
+def bill_run_cmd(
+    cycle: str = typer.Option(..., "--cycle", help="Billing cycle, YYYY-MM (a calendar month in UTC)."),
+    early: bool = typer.Option(False, "--early", help="Bill a cycle that has not ended yet."),
+    gate: bool = typer.Option(True, "--gate/--no-gate", help="Run the quality gate before closing the cycle."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Rate the cycle's usage (and late usage), write invoices and close the cycle; idempotent."""
+    import json
+
+    from pipelines.billing.run import as_dict, bill_run, quality_gate
+
+    s = settings()
+    check = quality_gate() if gate else None
+    progress, on_step = _billing_progress(quiet or as_json)
+    try:
+        with progress:
+            result = bill_run(s, cycle, early=early, gate=check, on_step=on_step)
+    except TelcolakeError as exc:
+        fail(exc)
+    if check is None and not result.already_closed:
+        result.quality_gate = "skipped (--no-gate)" if not gate else "skipped (quality.runner not installed)"
+    summary = as_dict(result)
+    if as_json:
+        print(json.dumps(summary, default=str))
+    elif not quiet:
+        verb = "was already closed" if result.already_closed else "closed"
+        console.print(f"cycle [bold]{result.cycle}[/bold] {verb}: {result.rated:,} rated, {result.unrated:,} unrated, "
+                      f"{result.late:,} late, {result.invoices:,} invoices, {result.amount_incl_tax} incl. tax; "
+                      f"quality gate: {result.quality_gate}")
+
+
+@app.command()
+def rerate(
+    cycle: str = typer.Option(..., "--cycle", help="A closed billing cycle, YYYY-MM."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Rate a closed cycle again with the current catalog; bill differences on the next open invoice."""
+    import json
+
+    from pipelines.billing.run import as_dict
+    from pipelines.billing.run import rerate as do_rerate
+
+    s = settings()
+    progress, on_step = _billing_progress(quiet or as_json)
+    try:
+        with progress:
+            result = do_rerate(s, cycle, on_step=on_step)
+    except TelcolakeError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(as_dict(result), default=str))
+    elif not quiet:
+        console.print(f"rerated {result.cycle}: {result.changed_records:,} records changed, {result.adjustments:,} "
+                      f"adjustments ({result.net_amount} net) onto cycle {result.target_cycle}")
+
+
+# --- stream ------------------------------------------------------------------------------
+
+
+@app.command()
+def stream(
+    until_caught_up: bool = typer.Option(False, "--until-caught-up", help="Stop once everything on the input topics at start is processed."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Bytewax workers (default: [streams] workers)."),
+    only: str = typer.Option("", "--only", help="Comma-separated flows: kpi, fraud, offers (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Cell KPIs + network alerts, fraud alerts and offer triggers, as Bytewax dataflows (exactly once into Delta)."""
+    import json
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from pipelines.kafka_source import StopFlag
+    from pipelines.streams import run_streams
+
+    s = settings()
+    stop = StopFlag()
+    stop.install()
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,.0f} events"),
+                      TimeElapsedColumn(), console=err, disable=quiet or as_json) as progress:
+            task = progress.add_task("streaming" + (" until caught up" if until_caught_up else " (Ctrl-C to stop)"), total=None)
+
+            def on_commit(flow: str, emits: list) -> None:
+                progress.update(task, advance=sum(e.result.counts.get("events", 0) for e in emits))
+
+            stats = run_streams(s, only=only or None, until_caught_up=until_caught_up, workers=workers or None, stop=stop, on_commit=on_commit)
+    except TelcolakeError as exc:
+        fail(exc)
+    summary = stats.as_dict()
+    if as_json:
+        print(json.dumps(summary))
+    elif not quiet:
+        table = Table("flow", "events", "too late", "rejected", "rows", "alerts raised", "alerts cleared", "triggers")
+        for flow, c in summary["flows"].items():
+            table.add_row(flow, *(f"{c.get(k, 0):,}" for k in ("events", "too_late", "rejected", "kpi_rows", "alerts_raised", "alerts_cleared", "triggers")))
+        console.print(table)
+        console.print(f"{summary['commits']} commits in {summary['seconds']} s")
+
+
+# --- operations and analysts: sql, tables, scheduler, jobs -------------------------------
+
+jobs_app = typer.Typer(help="Scheduled jobs ([jobs.<name>] in telcolake.toml) and their runs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@app.command("sql")
+def sql_cmd(
+    command: str = typer.Option(None, "-c", "--command", help="Run this SQL (one or more statements) and exit."),
+    file: Path = typer.Option(None, "-f", "--file", help="Run the SQL in this file and exit."),
+    fmt: str = typer.Option("table", "--format", help="Output: table, csv or json."),
+    as_of_version: list[str] = typer.Option(None, "--as-of-version", help="TABLE=V: read TABLE (view or table name) at Delta version V; repeatable."),
+    as_of: str = typer.Option(None, "--as-of", help="Read every table as it was at this UTC time (ISO 8601)."),
+    max_rows: int = typer.Option(1000, "--max-rows", help="Rows shown by --format table."),
+) -> None:
+    """DuckDB over the lake: every table is a view (silver_usage, gold_invoices, ...). Interactive without -c/-f."""
+    import duckdb
+
+    from pipelines import sqlshell
+    from pipelines.errors import ConfigError
+    from pipelines.lake import Lake
+
+    s = settings()
+    try:
+        if fmt not in sqlshell.FORMATS:
+            raise ConfigError(f"--format {fmt!r}: expected table, csv or json")
+        con = duckdb.connect()
+        views = sqlshell.register_lake(con, Lake.from_settings(s), versions=sqlshell.parse_versions(as_of_version or []), as_of=as_of)
+        if command is not None or file is not None:
+            text = command if command is not None else file.read_text()
+            for result in sqlshell.run(con, text):
+                sqlshell.render(result, fmt, sys.stdout, max_rows=max_rows, console=console)
+            return
+        shell = sqlshell.Shell(con, views, fmt=fmt)  # type: ignore[arg-type]
+        interactive = sys.stdin.isatty()
+        if interactive:
+            console.print(f"telcolake sql: {len(views)} views over {s.lake_root}. .tables lists them, .help, .quit")
+            s.state_dir.mkdir(parents=True, exist_ok=True)
+            reader = sqlshell.interactive_reader(str(s.state_dir / "sql_history"))
+        else:
+            reader = sqlshell.stream_reader(sys.stdin)
+        failures = shell.loop(reader, interactive=interactive)
+    except (TelcolakeError, duckdb.Error, OSError) as exc:
+        fail(exc)
+    if failures and not interactive:
+        raise typer.Exit(1)
+
+
+@app.command("tables")
+def tables_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Every lake table: version, rows, files, size, last commit and freshness."""
+    import json
+
+    from pipelines.lake import Lake
+    from pipelines.lake_info import human_age, human_bytes, lake_tables
+
+    s = settings()
+    try:
+        infos = lake_tables(Lake.from_settings(s))
+    except TelcolakeError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps([i.as_dict() for i in infos]))
+        return
+    table = Table("table", "view", "version", "rows", "files", "size", "last commit", "freshness", title=f"lake {s.lake_root}")
+    for i in infos:
+        table.add_row(i.table, i.view, str(i.version), f"{i.rows:,}", f"{i.files:,}", human_bytes(i.size_bytes),
+                      (i.last_commit_at or "-")[:19], human_age(i.freshness_s))
+    console.print(table)
+
+
+def _print_run(record: dict) -> None:
+    color = {"ok": "green", "failed": "red", "skipped": "yellow"}.get(record["status"], "white")
+    rows = "" if record.get("rows") is None else f" rows={record['rows']:,}"
+    tail = f": {record['error'].splitlines()[-1][:160]}" if record.get("error") else ""
+    err.print(f"[{color}]{record['status']}[/{color}] {record['job']} run {record['run_id']} attempt {record['attempt']}/"
+              f"{record['max_attempts']} ({record.get('duration_s') or 0:.1f}s){rows}{tail}")
+
+
+@app.command("scheduler")
+def scheduler_cmd(
+    once: bool = typer.Option(False, "--once", help="Run the due and missed jobs once, wait for them, exit."),
+    for_seconds: float = typer.Option(None, "--for-seconds", help="Stop scheduling after this many seconds."),
+    quiet: bool = typer.Option(False, "--quiet", help="No per-run lines."),
+) -> None:
+    """Run the [jobs] of telcolake.toml on their cron schedules; every run lands in ops/job_runs."""
+    import signal
+
+    from pipelines.scheduler import Scheduler
+
+    s = settings()
+    try:
+        sched = Scheduler(s, on_record=None if quiet else _print_run)
+    except TelcolakeError as exc:
+        fail(exc)
+    signal.signal(signal.SIGTERM, lambda *_: sched.stop.set())
+    if not quiet:
+        err.print(f"scheduler: {len(sched.jobs)} enabled jobs ({', '.join(sorted(sched.jobs))}); Ctrl-C stops")
+    try:
+        records = sched.run(for_seconds=for_seconds, once=once)
+    except KeyboardInterrupt:
+        sched.stop.set()
+        sched.wait()
+        records = sched.records
+    counts = {k: sum(1 for r in records if r["status"] == k) for k in ("ok", "failed", "skipped")}
+    if not quiet:
+        err.print("scheduler stopped: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@jobs_app.command("list")
+def jobs_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The configured jobs: schedule, command, retries, next run and last status."""
+    import json
+    from datetime import UTC, datetime
+
+    from pipelines.jobs import last_runs, load_jobs
+
+    s = settings()
+    try:
+        jobs = load_jobs(s)
+        last = {r["job"]: r for r in last_runs(s)}
+    except TelcolakeError as exc:
+        fail(exc)
+    now = datetime.now(UTC)
+    rows = [{"job": j.name, "cron": j.cron, "command": j.shown(), "enabled": j.enabled, "retries": j.retries,
+             "timeout_s": j.timeout_s, "next_run": j.next_after(now).isoformat() if j.enabled else None,
+             "last_status": last.get(j.name, {}).get("status"),
+             "last_started_at": str(last[j.name]["started_at"]) if j.name in last else None} for j in jobs.values()]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("job", "cron", "command", "enabled", "retries", "next run", "last", "last started")
+    for r in rows:
+        table.add_row(r["job"], r["cron"], r["command"], "yes" if r["enabled"] else "no", str(r["retries"]),
+                      (r["next_run"] or "-")[:19], r["last_status"] or "-", (r["last_started_at"] or "-")[:19])
+    console.print(table)
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: str = typer.Argument(..., help="Job name from [jobs.<name>]."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run one job now (retried as configured) and record it; exit 1 if it failed, 3 if skipped."""
+    import json
+
+    from pipelines.scheduler import run_now
+
+    s = settings()
+    try:
+        record = run_now(s, name, on_attempt=None if as_json else _print_run)
+    except TelcolakeError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(record, default=str))
+    elif record["status"] == "skipped":
+        _print_run(record)
+    if record["status"] != "ok":
+        raise typer.Exit(1 if record["status"] == "failed" else 3)
+
+
+@jobs_app.command("history")
+def jobs_history(
+    name: str = typer.Argument(None, help="Only this job."),
+    limit: int = typer.Option(20, "--limit", help="Newest N records."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recorded runs from ops/job_runs, newest first (one line per attempt)."""
+    import json
+
+    from pipelines.jobs import history
+    from pipelines.lake import Lake
+
+    s = settings()
+    records = history(Lake.from_settings(s), name, limit=limit)
+    if as_json:
+        print(json.dumps(records, default=str))
+        return
+    table = Table("job", "run", "trigger", "scheduled for", "started", "s", "status", "attempt", "rows", "changed", "error")
+    for r in records:
+        changed = ", ".join(f"{t}@{v}" for t, v in json.loads(r["output_versions"] or "{}").items())
+        table.add_row(r["job"], r["run_id"], r["trigger"], str(r["scheduled_for"])[:19], str(r["started_at"])[:19],
+                      f"{r['duration_s'] or 0:.1f}", r["status"], f"{r['attempt']}/{r['max_attempts']}",
+                      "-" if r["rows"] is None else f"{r['rows']:,}", changed[:60] or "-",
+                      (r["error"] or "").splitlines()[-1][:60] if r["error"] else "")
+    console.print(table)
 
 
 def main() -> None:  # pragma: no cover - console entry point

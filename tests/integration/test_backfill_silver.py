@@ -97,3 +97,16 @@ def test_subscriber_intervals_follow_lifecycle_events(env, kafka):
     rows = sorted(lake.read("silver/subscribers").to_pylist(), key=lambda r: r["valid_from"])
     assert [(r["plan_id"], r["status"], r["is_current"]) for r in rows] == [("max", "active", False), ("plus", "active", False), ("plus", "terminated", True)]
     assert rows[0]["valid_to"] == rows[1]["valid_from"] and rows[0]["msisdn"] == "491510000001"
+
+
+def test_a_badly_typed_csv_cell_rejects_only_its_row(env, tmp_path):
+    folder = tmp_path / "d" / "usage.events"
+    folder.mkdir(parents=True)
+    frame = pl.DataFrame([usage_record(i) for i in range(20)]).with_columns(pl.col("duration_s").cast(pl.String))
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("forever")).otherwise(pl.col("duration_s")).alias("duration_s"))
+    frame.write_csv(folder / "bad.csv")
+    _backfill(str(tmp_path / "d"), "--no-silver")
+    lake = Lake.from_settings(load_settings())
+    assert lake.read("bronze/usage.events").num_rows == 19
+    q = lake.read("quarantine/usage.events").to_pylist()
+    assert [(r["reason"], r["_source_row"]) for r in q] == [("bad_type:duration_s", 7)]
