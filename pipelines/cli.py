@@ -479,7 +479,7 @@ def stream(
 
 # --- operations and analysts: sql, tables, scheduler, jobs -------------------------------
 
-jobs_app = typer.Typer(help="Scheduled jobs ([jobs.<name>] in telcolake.toml) and their runs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled jobs (the jobs tables of telcolake.toml) and their runs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -562,7 +562,7 @@ def scheduler_cmd(
     for_seconds: float = typer.Option(None, "--for-seconds", help="Stop scheduling after this many seconds."),
     quiet: bool = typer.Option(False, "--quiet", help="No per-run lines."),
 ) -> None:
-    """Run the [jobs] of telcolake.toml on their cron schedules; every run lands in ops/job_runs."""
+    """Run the jobs declared in telcolake.toml on their cron schedules; every run lands in ops/job_runs."""
     import signal
 
     from pipelines.scheduler import Scheduler
@@ -617,7 +617,7 @@ def jobs_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @jobs_app.command("run")
 def jobs_run(
-    name: str = typer.Argument(..., help="Job name from [jobs.<name>]."),
+    name: str = typer.Argument(..., help="A job name from telcolake.toml (see jobs list)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run one job now (retried as configured) and record it; exit 1 if it failed, 3 if skipped."""
@@ -663,6 +663,191 @@ def jobs_history(
                       "-" if r["rows"] is None else f"{r['rows']:,}", changed[:60] or "-",
                       (r["error"] or "").splitlines()[-1][:60] if r["error"] else "")
     console.print(table)
+
+
+# --- partner sharing ---------------------------------------------------------------------
+
+partners_app = typer.Typer(help="Partners (partners.toml): secrets and Delta Sharing tokens.", no_args_is_help=True)
+partner_secrets_app = typer.Typer(help="Per-partner pseudonymisation secrets.", no_args_is_help=True)
+partner_tokens_app = typer.Typer(help="Per-partner bearer tokens (stored hashed, with an expiry).", no_args_is_help=True)
+app.add_typer(partners_app, name="partners")
+partners_app.add_typer(partner_secrets_app, name="secrets")
+partners_app.add_typer(partner_tokens_app, name="token")
+
+
+@partners_app.command("list")
+def partners_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Partners, what they receive, and which tables are published."""
+    import json
+
+    from pipelines.lake import Lake
+    from pipelines.sharing.registry import load_partners
+
+    s = settings()
+    try:
+        partners = load_partners(s)
+    except TelcolakeError as exc:
+        fail(exc)
+    lake = Lake.from_settings(s)
+    rows = [{"partner": p.partner_id, "name": p.name, "kind": p.kind, "ids": ", ".join(p.plmns) or p.ott_partner_id or "-",
+             "tables": {t: lake.version(p.share_table(t)) for t in p.tables}} for p in partners.values()]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("partner", "name", "kind", "identifiers", "tables (published version)")
+    for r in rows:
+        table.add_row(r["partner"], r["name"], r["kind"], r["ids"], ", ".join(f"{t}@{'-' if v is None else v}" for t, v in r["tables"].items()))
+    console.print(table)
+
+
+@partner_secrets_app.command("init")
+def partner_secrets_init() -> None:
+    """Write random dev secrets for partners without one into the git-ignored secrets file."""
+    from pipelines.sharing.registry import init_secrets
+
+    s = settings()
+    try:
+        path, added = init_secrets(s)
+    except TelcolakeError as exc:
+        fail(exc)
+    console.print(f"{path}: new secrets for {', '.join(added)}" if added else f"{path}: every partner already has a secret")
+
+
+@partner_tokens_app.command("create")
+def partner_token_create(
+    partner: str = typer.Argument(..., help="Partner id from partners.toml."),
+    days: float = typer.Option(None, "--days", help="Lifetime in days (default: [sharing] token_days)."),
+    endpoint: str = typer.Option(None, "--endpoint", help="Public server URL ending in /delta-sharing (default: [sharing] endpoint)."),
+    out: Path = typer.Option(None, "--out", help="Write the profile file here instead of printing it."),
+) -> None:
+    """Issue a bearer token and print the partner's Delta Sharing profile file (JSON)."""
+    import json
+
+    from pipelines.sharing.registry import sharing_settings
+    from pipelines.sharing.tokens import create_token
+
+    s = settings()
+    try:
+        issued = create_token(s, partner, days=days)
+        profile = json.dumps(issued.profile((endpoint or sharing_settings(s).endpoint).rstrip("/")), indent=2)
+    except TelcolakeError as exc:
+        fail(exc)
+    if out:
+        out.write_text(profile + "\n")
+        out.chmod(0o600)
+        err.print(f"profile for {partner} (token {issued.token_id}, expires {issued.expires_at:%Y-%m-%d}) written to {out}")
+    else:
+        print(profile)
+
+
+@partner_tokens_app.command("revoke")
+def partner_token_revoke(
+    partner: str = typer.Argument(..., help="Partner id from partners.toml."),
+    token_id: str = typer.Option(None, "--token-id", help="Revoke only this token (default: every live token of the partner)."),
+) -> None:
+    """Revoke a partner's tokens; the server refuses them from the next request on."""
+    from pipelines.sharing.registry import get_partner
+    from pipelines.sharing.tokens import revoke_tokens
+
+    s = settings()
+    try:
+        get_partner(s, partner)
+        n = revoke_tokens(s, partner, token_id=token_id)
+    except TelcolakeError as exc:
+        fail(exc)
+    console.print(f"revoked {n} token(s) of {partner}")
+
+
+@app.command()
+def publish(
+    partner: str = typer.Option(None, "--partner", help="Publish only this partner's share (default: every partner)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Build, quality-gate and publish partner shares (a new Delta version only when content changed)."""
+    import json
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from pipelines.sharing.publish import publish as do_publish
+
+    s = settings()
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, disable=quiet or as_json) as progress:
+            task = progress.add_task("publishing", total=None)
+            results = do_publish(s, partner, on_step=lambda m: progress.update(task, description=m))
+    except TelcolakeError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], default=str))
+        return
+    if quiet:
+        return
+    table = Table("partner", "table", "status", "rows", "version", "gate")
+    for r in results:
+        for t in r.tables:
+            table.add_row(r.partner_id, t.table, t.status, f"{t.rows:,}", "-" if t.version is None else str(t.version), r.gate)
+    console.print(table)
+
+
+@app.command("serve-shares")
+def serve_shares(
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 for every interface)."),
+) -> None:
+    """Serve the partner shares over the Delta Sharing protocol (FastAPI + uvicorn)."""
+    from pipelines.sharing.server import serve
+
+    s = settings()
+    try:
+        console.print(f"Delta Sharing server on http://{host}:{port}/delta-sharing (Ctrl-C to stop)")
+        serve(s, host=host, port=port)
+    except TelcolakeError as exc:
+        fail(exc)
+
+
+# --- quality -----------------------------------------------------------------------------
+
+
+@app.command("quality")
+def quality_cmd(
+    tables: list[str] = typer.Argument(None, help="Tables to gate (default: every table a suite guards)."),
+    docs: bool = typer.Option(False, "--docs", help="Print the Data Docs folder and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Validate pinned table versions with the Great Expectations suites in quality/; exit 1 on failure."""
+    import json
+
+    from rich.progress import Progress
+
+    from quality.docs import docs_dir
+    from quality.runner import run_gate
+
+    s = settings()
+    if docs:
+        print(docs_dir(s))
+        return
+    try:
+        with Progress(console=err, transient=True, disable=quiet or as_json) as progress:
+            task = progress.add_task("quality", total=None)
+            result = run_gate(s, tables or None, raise_on_failure=False,
+                              progress=lambda name: progress.update(task, description=name, advance=1))
+    except TelcolakeError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(result.summary(), default=str))
+    else:
+        for line in result.failures:
+            print(line, file=sys.stderr)
+        verdict = "passed" if result.ok else f"FAILED ({len(result.failures)} expectation(s))"
+        print(f"quality {verdict}: {len(result.suites)} suite(s), {len(result.rows)} expectation(s), versions "
+              f"{', '.join(f'{t}@v{v}' for t, v in result.versions.items()) or '-'}; results in ops/quality_results "
+              f"run_id={result.run_id}; docs {result.docs_dir}")
+        if result.unguarded:
+            print(f"no suite guards: {', '.join(result.unguarded)}", file=sys.stderr)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

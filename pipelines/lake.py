@@ -121,6 +121,7 @@ class Lake:
             max_commit_retries=COMMIT_RETRIES,
             app_transactions=[Transaction(app_id=a, version=v) for a, v in (txns or {}).items()] or None,
         )
+        data = _plain_types(data)
         if configuration and self.exists(name):
             configuration = None
         for attempt in range(COMMIT_RETRIES):
@@ -162,6 +163,19 @@ class Lake:
             if info.type == pafs.FileType.Directory and path.endswith("/_delta_log"):
                 names.add(path[len(base.rstrip("/")) + 1 : -len("/_delta_log")])
         return sorted(n for n in names if n)
+
+
+_VIEW_TYPES = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary(), pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+
+
+def _plain_types(data: Any) -> pa.Table:
+    """Arrow table with view/large string types made plain (pyarrow's compute and DuckDB's
+    dataset filters have no kernels for string_view, which Polars writes by default)."""
+    table = data if isinstance(data, pa.Table) else pa.table(data.to_arrow() if hasattr(data, "to_arrow") else data)
+    if not any(f.type in _VIEW_TYPES for f in table.schema):
+        return table
+    schema = pa.schema([f.with_type(_VIEW_TYPES.get(f.type, f.type)) for f in table.schema], metadata=table.schema.metadata)
+    return table.cast(schema)
 
 
 def _s3_filesystem(lake: Lake) -> Any:
