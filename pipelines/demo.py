@@ -71,24 +71,172 @@ def _ingest(run: DemoRun) -> dict[str, Any]:
     }
 
 
+def _streams(run: DemoRun) -> dict[str, Any]:
+    from pipelines.streams import run_streams
+
+    stats = run_streams(run.settings, until_caught_up=True).as_dict()["flows"]
+    kpi, fraud, offers = stats.get("kpi", {}), stats.get("fraud", {}), stats.get("offers", {})
+    return {
+        "kpi_rows": kpi.get("kpi_rows", kpi.get("rows", 0)),
+        "network_alerts": kpi.get("alerts_raised", 0),
+        "fraud_alerts": fraud.get("alerts_raised", 0),
+        "offer_triggers": offers.get("triggers", 0),
+        "too_late": sum(f.get("too_late", 0) for f in stats.values()),
+        "flows": stats,
+    }
+
+
+def _cycle_of(run: DemoRun) -> str:
+    from pipelines.simulate import SimConfig
+
+    return SimConfig.from_settings(run.settings).start.strftime("%Y-%m")
+
+
+def _billing(run: DemoRun) -> dict[str, Any]:
+    from pipelines.billing.reference import load_catalog
+    from pipelines.billing.run import bill_run, quality_gate
+
+    load_catalog(run.settings, None)
+    result = bill_run(run.settings, _cycle_of(run), early=True, gate=quality_gate())
+    return {
+        "cycle": result.cycle,
+        "rated": result.rated,
+        "unrated": result.unrated,
+        "invoices": result.invoices,
+        "invoiced_incl_tax": str(result.amount_incl_tax),
+        "quality_gate": result.quality_gate,
+    }
+
+
+def _quality(run: DemoRun) -> dict[str, Any]:
+    from quality.runner import run_gate
+
+    gate = run_gate(run.settings, None, raise_on_failure=False)
+    return {
+        "suites": len(gate.suites),
+        "expectations": len(gate.rows),
+        "failed": len(gate.failures),
+        "docs": str(gate.docs_dir / "index.html"),
+        "failures": gate.failures,
+    }
+
+
+def _publish(run: DemoRun) -> dict[str, Any]:
+    from pipelines.sharing.publish import publish
+    from pipelines.sharing.registry import init_secrets
+
+    init_secrets(run.settings)  # dev pseudonymisation secrets (git-ignored file) for the demo partners
+    results = publish(run.settings)
+    refused = [r.partner_id for r in results if r.failures]
+    return {"partners": len(results), "refused": len(refused), "refused_partners": refused, "results": [r.as_dict() for r in results]}
+
+
+def _read_share(run: DemoRun) -> dict[str, Any]:
+    """Serve the shares on a free port and read one with the official delta-sharing client."""
+    import json
+    import threading
+
+    import delta_sharing
+    import uvicorn
+
+    from pipelines.broker import free_port
+    from pipelines.sharing.registry import load_partners
+    from pipelines.sharing.server import create_app
+    from pipelines.sharing.tokens import create_token
+
+    partner = next(iter(load_partners(run.settings).values()))
+    partner_id = partner.partner_id
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(run.settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.05)
+        endpoint = f"http://127.0.0.1:{port}/delta-sharing"
+        profile = run.settings.state_dir / f"{partner_id}.share"
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        profile.write_text(json.dumps(create_token(run.settings, partner_id, days=1).profile(endpoint)))
+        client = delta_sharing.SharingClient(str(profile))
+        tables = client.list_all_tables()
+        first = tables[0]
+        frame = delta_sharing.load_as_pandas(f"{profile}#{first.share}.{first.schema}.{first.name}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return {"partner": partner_id, "tables_visible": len(tables), "read": f"{first.share}.{first.schema}.{first.name}", "rows": len(frame)}
+
+
 STEPS: list[tuple[str, Callable[[DemoRun], dict[str, Any]]]] = [
     ("broker", _broker),
     ("simulate", _simulate),
     ("ingest", _ingest),
+    ("streams", _streams),
+    ("billing", _billing),
+    ("quality", _quality),
+    ("publish", _publish),
+    ("read share", _read_share),
 ]
 
 
-def summary_table(run: DemoRun) -> Table:
-    """Rows per lake table, from the lake itself (so the numbers reconcile with the tables)."""
-    from pipelines.lake import Lake, view_name
+KEY_TABLES = (
+    "bronze/usage.events", "bronze/network.events", "bronze/bss.events",
+    "quarantine/usage.events", "quarantine/network.events", "quarantine/bss.events",
+    "silver/usage", "silver/subscribers",
+    "gold/billing/rated_usage", "gold/billing/unrated", "gold/billing/invoices", "gold/billing/invoice_lines",
+    "gold/network/cell_kpi_1m", "gold/network/alerts", "gold/fraud/alerts", "gold/offers/triggers",
+    "gold/churn/features_daily", "gold/churn/scores", "gold/churn/offers",
+    "ops/quality_results",
+)
 
-    lake = Lake.from_settings(run.settings)
-    table = Table("table", "SQL view", "version", "rows", title="lake")
-    for name in lake.list_tables():
-        dt = lake.table(name)
-        rows = dt.to_pyarrow_dataset().count_rows()
-        table.add_row(name, view_name(name), str(dt.version()), f"{rows:,}")
-    return table
+
+def _scalar(lake, table: str, sql: str) -> Any:
+    from pipelines.duck import connect, query
+
+    if not lake.exists(table):
+        return None
+    return query(connect(lake, {"t": table}), sql).to_pylist()
+
+
+def summary(settings: Settings) -> dict[str, Any]:
+    """The demo's numbers, read back from the lake (so they reconcile with the tables)."""
+    from pipelines.lake import Lake
+
+    lake = Lake.from_settings(settings)
+    existing = set(lake.list_tables())
+    out: dict[str, Any] = {"rows": {t: lake.dataset(t).count_rows() for t in KEY_TABLES if t in existing}}
+    out["shares"] = {t: lake.dataset(t).count_rows() for t in sorted(existing) if t.startswith("shares/")}
+    out["invoices"] = _scalar(lake, "gold/billing/invoices", "select currency, count(*) as invoices, sum(amount_excl_tax)::varchar as excl_tax, sum(amount_incl_tax)::varchar as incl_tax from t group by 1 order by 1")
+    out["network_alerts"] = _scalar(lake, "gold/network/alerts", "select rule, count(*) as alerts from t group by 1 order by 1")
+    out["fraud_alerts"] = _scalar(lake, "gold/fraud/alerts", "select rule, count(*) as alerts from t group by 1 order by 1")
+    out["quality"] = _scalar(lake, "ops/quality_results", "select count(*) filter (where success) as passed, count(*) filter (where not success) as failed from t where run_id = (select arg_max(run_id, validated_at) from t)")
+    out["top_churn_risk"] = _top_churn(lake)
+    return out
+
+
+def _top_churn(lake) -> list[dict] | None:
+    from pipelines.duck import connect, query
+
+    if not lake.exists("gold/churn/scores"):
+        return None
+    con = connect(lake, {"scores": "gold/churn/scores"})
+    cols = set(query(con, "select * from scores limit 0").column_names)
+    score = next((c for c in ("churn_score", "score", "probability") if c in cols), None)
+    date = next((c for c in ("as_of_date", "scored_for") if c in cols), None)
+    if score is None:
+        return None
+    latest = f"where {date} = (select max({date}) from scores)" if date else ""
+    return query(con, f"select subscriber_id, round({score}, 3) as score from scores {latest} order by {score} desc, subscriber_id limit 5").to_pylist()
+
+
+def print_summary(console: Console, numbers: dict[str, Any]) -> None:
+    table = Table("table", "rows", title="what landed (all tables: `telcolake tables`)")
+    for name, rows in {**numbers["rows"], **numbers["shares"]}.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    for key, title in (("invoices", "invoices"), ("network_alerts", "network alerts"), ("fraud_alerts", "fraud alerts"), ("quality", "latest quality gate"), ("top_churn_risk", "top churn risks")):
+        if numbers.get(key):
+            console.print(f"[bold]{title}[/bold]: " + "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) for row in numbers[key]))
 
 
 def run_demo(settings: Settings, console: Console, **options: Any) -> DemoRun:
@@ -96,13 +244,18 @@ def run_demo(settings: Settings, console: Console, **options: Any) -> DemoRun:
     run = DemoRun(settings=settings, console=console, options=options)
     for name, fn in STEPS:
         run.step(name, fn)
-    console.print(summary_table(run))
+    run.results["summary"] = numbers = summary(settings)
+    print_summary(console, numbers)
     planted = run.results.get("simulate", {}).get("planted", {})
     if planted:
-        console.print("planted by the simulator: " + ", ".join(f"{k}={v}" for k, v in planted.items() if not isinstance(v, dict | list)))
+        console.print("[bold]planted by the simulator[/bold]: " + ", ".join(f"{k}={v}" for k, v in planted.items() if not isinstance(v, dict | list)))
     reasons = run.results.get("ingest", {}).get("reasons", {})
     if reasons:
-        console.print("quarantined by reason: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+        console.print("[bold]quarantined by reason[/bold]: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+    failures = run.results.get("quality", {}).get("failures") or []
+    for line in failures[:10]:
+        console.print(f"[red]quality:[/red] {line}")
     console.print(f"lake: {settings.lake_root}  (the embedded broker keeps running; `telcolake broker stop` ends it)")
-    console.print("next: `telcolake status`, `telcolake sql`, `just sql`, `just notebooks`")
+    console.print("next: `telcolake status`, `telcolake tables`, `telcolake sql` (every table is a view), "
+                  "`telcolake serve-shares`, and the notebooks: `just notebooks` or `jupyter lab notebooks/`")
     return run

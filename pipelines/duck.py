@@ -21,7 +21,7 @@ def connect(lake: Lake | None = None, views: Mapping[str, str] | None = None, *,
     con = duckdb.connect()
     for view, table in (views or {}).items():
         version = (versions or {}).get(table)
-        con.register(view, lake.table(table, version=version).to_pyarrow_dataset())
+        con.register(view, lake.dataset(table, version=version))
     return con
 
 

@@ -27,3 +27,11 @@ class CatalogError(TelcolakeError):
 
 class BillingError(TelcolakeError):
     """A bill run or rerate was refused (closed cycle, missing input, bad cycle)."""
+
+
+class QualitySuiteError(TelcolakeError):
+    """A quality suite module cannot be imported or a suite is malformed."""
+
+
+class ChurnError(TelcolakeError):
+    """Churn training or scoring was refused (no features, no model, a split without churners)."""

@@ -339,7 +339,7 @@ def history(lake: Lake, job: str | None = None, *, limit: int = 20) -> list[dict
     import duckdb
 
     con = duckdb.connect()
-    con.register("job_runs", lake.table(JOB_RUNS).to_pyarrow_dataset())
+    con.register("job_runs", lake.dataset(JOB_RUNS))
     where = "where job = $job" if job else ""
     rel = con.sql(f"select * from job_runs {where} order by started_at desc, attempt desc limit {int(limit)}",
                   params={"job": job} if job else None)
@@ -358,7 +358,7 @@ def last_runs(settings: Settings) -> list[dict]:
     import duckdb
 
     con = duckdb.connect()
-    con.register("job_runs", lake.table(JOB_RUNS).to_pyarrow_dataset())
+    con.register("job_runs", lake.dataset(JOB_RUNS))
     sql = """select job, status, trigger, scheduled_for, started_at, ended_at, attempt, rows, error
              from job_runs where is_final
              qualify row_number() over (partition by job order by status <> 'skipped' desc, started_at desc) = 1
@@ -373,6 +373,6 @@ def last_scheduled(lake: Lake) -> dict[str, datetime]:
     import duckdb
 
     con = duckdb.connect()
-    con.register("job_runs", lake.table(JOB_RUNS).to_pyarrow_dataset())
+    con.register("job_runs", lake.dataset(JOB_RUNS))
     rows = con.sql("select job, max(scheduled_for) from job_runs where trigger <> 'manual' group by job").fetchall()
     return {job: ts.astimezone(UTC) for job, ts in rows if ts is not None}

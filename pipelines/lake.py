@@ -75,6 +75,20 @@ class Lake:
         dt = self.maybe_table(name)
         return None if dt is None else dt.version()
 
+    def dataset(self, name: str, *, version: int | None = None) -> Any:
+        """Table ``name`` (at ``version``) as a pyarrow dataset.
+
+        A local lake is read through Arrow's own file system: several times faster than
+        delta-rs's Python file-system bridge, which can also abort the process at exit.
+        """
+        dt = self.table(name, version=version)
+        if self.is_remote:
+            return dt.to_pyarrow_dataset()
+        import pyarrow.fs as pafs
+
+        local = pafs.SubTreeFileSystem(dt.table_uri.removeprefix("file://"), pafs.LocalFileSystem())
+        return dt.to_pyarrow_dataset(filesystem=local)
+
     def read(
         self,
         name: str,
@@ -84,8 +98,7 @@ class Lake:
         version: int | None = None,
     ) -> pa.Table:
         """Read a table (or its columns / rows matching a pyarrow dataset filter) into Arrow."""
-        dataset = self.table(name, version=version).to_pyarrow_dataset()
-        return dataset.to_table(columns=columns, filter=filter)
+        return self.dataset(name, version=version).to_table(columns=columns, filter=filter)
 
     def txn_version(self, name: str, app_id: str) -> int | None:
         """The version last committed by ``app_id`` into table ``name`` (None if never)."""

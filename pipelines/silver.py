@@ -45,7 +45,7 @@ def _new_bronze_rows(lake: Lake, bronze: str, since: int | None) -> tuple[pa.Tab
     if since is not None and since >= current:
         return None, current
     if since is None:
-        return dt.to_pyarrow_dataset().to_table(), current
+        return lake.dataset(bronze, version=current).to_table(), current
     reader = dt.load_cdf(starting_version=since + 1, ending_version=current)
     changes = pa.table(reader.read_all())
     inserted = pa.compute.equal(changes["_change_type"].cast(pa.string()), "insert")
@@ -68,7 +68,7 @@ def refresh_usage(settings: Settings) -> SilverResult:
     if lake.exists(SILVER_USAGE) and dates:
         import pyarrow.dataset as ds
 
-        existing = lake.table(SILVER_USAGE).to_pyarrow_dataset().to_table(
+        existing = lake.dataset(SILVER_USAGE).to_table(
             columns=["record_id"], filter=ds.field("event_date").isin(dates)
         )
     con.register("existing", existing)
@@ -160,7 +160,7 @@ def refresh_subscribers(settings: Settings) -> SilverResult:
     import pyarrow.dataset as ds
 
     ids = changed["subscriber_id"]
-    history = lake.table(bronze, version=current).to_pyarrow_dataset().to_table(filter=ds.field("subscriber_id").isin(ids))
+    history = lake.dataset(bronze, version=current).to_table(filter=ds.field("subscriber_id").isin(ids))
     con.register("bss", history)
     intervals = query(con, SUBSCRIBER_INTERVALS)
     result.new_rows, result.changed_subscribers = intervals.num_rows, len(ids)

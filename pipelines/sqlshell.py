@@ -122,7 +122,7 @@ def register_lake(
             if not lake.exists(name):
                 raise LakeError(f"table {name} does not exist under {lake.root}")
             try:
-                datasets[name] = scannable(lake.table(name, version=resolved[name]).to_pyarrow_dataset())
+                datasets[name] = scannable(lake.dataset(name, version=resolved[name]))
             except Exception as exc:  # delta-rs raises its own errors for a missing version
                 raise LakeError(f"table {name}: cannot read version {resolved[name]}: {exc}") from None
         con.register(view, datasets[name])

@@ -50,7 +50,7 @@ def _counts(lake: Lake, name: str) -> tuple[dict[int, int], int, str | None, str
     if dt is None:
         return {}, 0, None, None
     con = duckdb.connect()
-    con.register("t", dt.to_pyarrow_dataset())
+    con.register("t", lake.dataset(name))
     time_col = "_ingested_at"
     per = dict(con.execute("select coalesce(_kafka_partition, -1), count(*) from t group by 1").fetchall())
     total = sum(per.values())

@@ -1,0 +1,1 @@
+"""Billing: tariff catalog, rating, bill runs and rerates (SQL in sql/billing, orchestrated here)."""

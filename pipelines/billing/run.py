@@ -1,0 +1,368 @@
+"""Bill runs and rerates: pin input snapshots, run the sql/billing models in DuckDB, write Delta."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.billing.engine import (
+    ADJUSTMENTS,
+    BILL_RUNS,
+    INVOICE_LINES,
+    INVOICES,
+    PLACEHOLDERS,
+    RATED,
+    RERATED,
+    SILVER_SUBSCRIBERS,
+    SILVER_USAGE,
+    UNRATED,
+    StepCallback,
+    connect,
+    engine_options,
+    fetch,
+    read,
+    run_models,
+)
+from pipelines.billing.reference import REFERENCE_TABLES
+from pipelines.config import Settings
+from pipelines.duck import model_sql
+from pipelines.errors import BillingError
+from pipelines.lake import Lake, utcnow
+
+OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, INVOICE_LINES, INVOICES)
+
+SETUP_MODELS = ("version_periods", "rate_lookup")
+BUCKET_MODELS = ("usage_scope", "minute_calendar", "allowance_prior", "usage_context", "rated_usage", "unrated", "usage_charges")
+INVOICE_MODELS = ("recurring_charges", "late_adjustments", "invoice_lines", "invoices")
+RERATE_MODELS = (*SETUP_MODELS, *BUCKET_MODELS[:5], "rerated_usage", "rerate_adjustments")
+BATCH_ROWS = 1_000_000
+_CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """A billing cycle: a calendar month in UTC, written ``YYYY-MM``."""
+
+    name: str
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def parse(cls, name: str) -> Cycle:
+        m = _CYCLE.match(name or "")
+        if not m:
+            raise BillingError(f"cycle {name!r}: expected YYYY-MM such as 2026-10")
+        year, month = int(m.group(1)), int(m.group(2))
+        start = datetime(year, month, 1, tzinfo=UTC)
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        return cls(name, start, end)
+
+    def next(self) -> Cycle:
+        return Cycle.parse(self.end.strftime("%Y-%m"))
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+
+@dataclass
+class BillRunResult:
+    """What a bill run did (or found, when the cycle was already closed)."""
+
+    cycle: str
+    run_id: str
+    already_closed: bool = False
+    rated: int = 0
+    unrated: int = 0
+    late: int = 0
+    invoices: int = 0
+    amount_excl_tax: Decimal = Decimal(0)
+    amount_incl_tax: Decimal = Decimal(0)
+    input_versions: dict[str, int] = field(default_factory=dict)
+    quality_gate: str = "not run"
+    seconds: float = 0.0
+
+
+@dataclass
+class RerateResult:
+    """What a rerate did."""
+
+    cycle: str
+    run_id: str
+    target_cycle: str
+    changed_records: int = 0
+    adjustments: int = 0
+    net_amount: Decimal = Decimal(0)
+    input_versions: dict[str, int] = field(default_factory=dict)
+
+
+def closed_cycles(lake: Lake) -> dict[str, dict[str, Any]]:
+    """Closed cycles (cycle -> its bill_runs row)."""
+    if not lake.exists(BILL_RUNS):
+        return {}
+    return {r["cycle"]: r for r in read(lake, BILL_RUNS).to_pylist()}
+
+
+def _pin(lake: Lake) -> dict[str, int]:
+    required = (SILVER_USAGE, SILVER_SUBSCRIBERS, *REFERENCE_TABLES)
+    versions = {}
+    for name in required:
+        v = lake.version(name)
+        if v is None:
+            hint = "run `telcolake catalog load`" if name.startswith("reference/") else "run ingest and `telcolake silver`"
+            raise BillingError(f"input table {name} does not exist; {hint}")
+        versions[name] = v
+    for name in PLACEHOLDERS:
+        v = lake.version(name)
+        if v is not None:
+            versions[name] = v
+    return versions
+
+
+def bucket_count(lake: Lake, cycle: Cycle, version: int, bucket_rows: int) -> int:
+    """How many subscriber buckets keep one bucket near ``bucket_rows`` usage records (from the
+    Delta log's per-file record counts of the cycle's event_date partitions)."""
+    actions = pa.table(lake.table(SILVER_USAGE, version=version).get_add_actions(flatten=True))
+    column = "partition.event_date"
+    if column not in actions.column_names or "num_records" not in actions.column_names:
+        return 1
+    dates = actions[column].cast(pa.string()).to_pylist()
+    counts = actions["num_records"].to_pylist()
+    lo, hi = cycle.start.date().isoformat(), cycle.end.date().isoformat()
+    rows = sum(n or 0 for d, n in zip(dates, counts, strict=True) if d is not None and lo <= d < hi)
+    return max(1, -(-rows // bucket_rows))
+
+
+def _write_batches(lake: Lake, name: str, reader: pa.RecordBatchReader, *, replace: bool, predicate: str, meta: dict[str, Any]) -> None:
+    """Write rows from DuckDB in bounded-memory slices, one commit each (each slice is a table,
+    so a retried commit re-sends the same rows). With ``replace`` the first slice replaces the
+    cycle's rows, so a re-run after a crash starts clean; the cycle only counts once closed."""
+    first = replace
+    for batch in reader:
+        table = pa.Table.from_batches([batch])
+        if first:
+            _replace(lake, name, table, predicate, meta, ["billed_cycle"])
+            first = False
+        elif table.num_rows:
+            lake.write(name, table, metadata=meta)
+    if first:
+        _replace(lake, name, reader.schema.empty_table(), predicate, meta, ["billed_cycle"])
+
+
+def _refuse_rows(con: duckdb.DuckDBPyConnection, check: str, problem: str) -> None:
+    """Run a check model (sql/billing/check_*.sql) and refuse the run when it returns rows."""
+    rows = con.sql(model_sql(f"billing/{check}")).fetchall()[:3]  # (.limit() can hang on CTEs in this DuckDB)
+    if rows:
+        raise BillingError(f"{problem}: e.g. {', '.join(str(r[0]) for r in rows)} ({check}.sql)")
+
+
+def _split_scope(con: duckdb.DuckDBPyConnection, split: Path, buckets: int, on_step: StepCallback | None) -> None:
+    """With several buckets, scan usage once and spill the scope to parquet by subscriber bucket."""
+    if buckets == 1:
+        return
+    if on_step:
+        on_step(f"usage_scope (into {buckets} subscriber buckets)")
+    con.execute(f"copy (select *, hash(subscriber_id) % {buckets} as bucket from ({model_sql('billing/usage_scope')})) "
+                f"to '{split}' (format parquet, partition_by (bucket))")
+
+
+def _params(mode: str, cycle: Cycle, target: Cycle, run_id: str, rerate_seq: int = 0) -> dict[str, Any]:
+    return {
+        "mode": mode, "cycle": cycle.name, "target_cycle": target.name, "run_id": run_id, "rerate_seq": rerate_seq,
+        "cycle_start": cycle.start, "cycle_end": cycle.end, "cycle_start_date": cycle.start.date(),
+        "cycle_end_date": cycle.end.date(), "days_in_cycle": cycle.days,
+    }
+
+
+def _replace(lake: Lake, name: str, data: pa.Table, predicate: str, meta: dict[str, Any], partition_by: list[str] | None = None) -> int:
+    if not lake.exists(name):
+        return lake.write(name, data, mode="overwrite", partition_by=partition_by, metadata=meta)
+    return lake.write(name, data, mode="overwrite", predicate=predicate, metadata=meta)
+
+
+def bill_run(
+    settings: Settings,
+    cycle: str,
+    *,
+    early: bool = False,
+    gate: Callable[[Settings, list[str]], Any] | None = None,
+    on_step: StepCallback | None = None,
+    now: datetime | None = None,
+) -> BillRunResult:
+    """Rate the cycle's usage (plus late usage of closed cycles), write invoices, close the cycle.
+
+    Every write replaces only this cycle's rows, and the cycle is recorded as closed last
+    (in ``gold/billing/bill_runs``), so a crashed run is completed by running it again and a
+    closed cycle is returned as it is, never rewritten.
+
+    Args:
+        settings: where the lake is.
+        cycle: ``YYYY-MM``.
+        early: allow billing a cycle that has not ended yet.
+        gate: called with the written table names before the cycle is closed; raising refuses
+            to close it (the quality gate).
+        on_step: called with each model's name as it runs.
+        now: the current time (tests).
+
+    Raises:
+        BillingError: bad cycle, missing inputs, a later cycle already closed, or a cycle that
+            has not ended without ``early``.
+    """
+    started = utcnow()
+    c = Cycle.parse(cycle)
+    lake = Lake.from_settings(settings)
+    run_id = f"bill-{c.name}"
+    closed = closed_cycles(lake)
+    if c.name in closed:
+        row = closed[c.name]
+        return BillRunResult(
+            cycle=c.name, run_id=row["run_id"], already_closed=True, rated=row["count_rated"], unrated=row["count_unrated"],
+            late=row["count_late"], invoices=row["count_invoices"], amount_excl_tax=row["amount_excl_tax"],
+            amount_incl_tax=row["amount_incl_tax"], input_versions=json.loads(row["input_versions"]), quality_gate="closed earlier",
+        )
+    later = sorted(k for k in closed if k > c.name)
+    if later:
+        raise BillingError(f"cycle {c.name}: cycle {later[-1]} is already closed; cycles are billed in order")
+    if c.end > (now or utcnow()) and not early:
+        raise BillingError(f"cycle {c.name} has not ended yet (ends {c.end:%Y-%m-%dT%H:%MZ}); pass --early to bill it now")
+    versions = _pin(lake)
+    options = engine_options(settings)
+    buckets = bucket_count(lake, c, versions[SILVER_USAGE], options.pop("bucket_rows"))
+    con = connect(lake, versions, _params("bill", c, c, run_id), options)
+    run_models(con, SETUP_MODELS, on_step)
+    _refuse_rows(con, "check_subscriber_intervals", "silver/subscribers has overlapping validity intervals (an event would be rated twice)")
+    meta = {"run_id": run_id, "cycle": c.name, "input_versions": json.dumps(versions, sort_keys=True)}
+    pred = f"billed_cycle = '{c.name}'"
+    rated = unrated = late = 0
+    split = Path(options["temp_directory"]) / f"scope-{run_id}-{uuid.uuid4().hex[:8]}"
+    try:
+        _split_scope(con, split, buckets, on_step)
+        for bucket in range(buckets):
+            step = (lambda m, b=bucket: on_step(f"[{b + 1}/{buckets}] {m}")) if on_step and buckets > 1 else on_step
+            if buckets > 1 and any(split.rglob("*.parquet")):
+                con.execute(f"create or replace temp table usage_scope as select * exclude (bucket) "
+                            f"from read_parquet('{split}/**/*.parquet', hive_partitioning = true) where bucket = {bucket}")
+            elif buckets > 1:  # nothing left to rate in the cycle
+                con.execute(f"create or replace temp table usage_scope as {model_sql('billing/usage_scope')} limit 0")
+            run_models(con, BUCKET_MODELS[1:] if buckets > 1 else BUCKET_MODELS, step)
+            counts = con.sql("select (select count(*) from rated_usage), (select count(*) from unrated), "
+                             "(select count(*) filter (where is_late) from rated_usage)").fetchall()[0]
+            rated, unrated, late = rated + counts[0], unrated + counts[1], late + counts[2]
+            con.execute("create table if not exists usage_charges_all as select * from usage_charges limit 0")
+            con.execute("insert into usage_charges_all select * from usage_charges")
+            if step:
+                step("writing rated usage")
+            for name, model in ((RATED, "rated_usage"), (UNRATED, "unrated")):
+                _write_batches(lake, name, con.sql(f"select * from {model}").to_arrow_reader(BATCH_ROWS), replace=bucket == 0,
+                               predicate=pred, meta=meta)
+            con.execute("drop table rated_usage; drop table unrated; drop table usage_charges")
+    finally:
+        shutil.rmtree(split, ignore_errors=True)
+    con.execute("create temp table usage_charges as select * from usage_charges_all")
+    run_models(con, INVOICE_MODELS, on_step)
+    _refuse_rows(con, "check_vat", "no VAT rate in the catalog's [vat] for the country of billed accounts")
+    totals = con.sql("select count(*), coalesce(sum(amount_excl_tax), 0), coalesce(sum(amount_incl_tax), 0) from invoices").fetchall()[0]
+    if on_step:
+        on_step("writing invoices")
+    _replace(lake, ADJUSTMENTS, fetch(con, "late_adjustments", "adjustment_id"), f"{pred} and reason = 'late_usage'", meta)
+    _replace(lake, INVOICE_LINES, fetch(con, "invoice_lines", "bill_no, line_id"), f"cycle = '{c.name}'", meta, ["cycle"])
+    _replace(lake, INVOICES, fetch(con, "invoices", "bill_no"), f"cycle = '{c.name}'", meta, ["cycle"])
+    con.close()
+    result = BillRunResult(
+        cycle=c.name, run_id=run_id, rated=rated, unrated=unrated, late=late, invoices=totals[0],
+        amount_excl_tax=Decimal(totals[1]), amount_incl_tax=Decimal(totals[2]), input_versions=versions,
+    )
+    if gate is not None:
+        if on_step:
+            on_step("quality gate")
+        gate(settings, list(OUTPUTS))
+        result.quality_gate = "passed"
+    row = {
+        "cycle": c.name, "run_id": run_id, "closed_at": utcnow(), "input_versions": json.dumps(versions, sort_keys=True),
+        "count_rated": result.rated, "count_unrated": result.unrated, "count_late": result.late, "count_invoices": result.invoices,
+        "amount_excl_tax": result.amount_excl_tax, "amount_incl_tax": result.amount_incl_tax,
+    }
+    schema = pa.schema([("cycle", pa.string()), ("run_id", pa.string()), ("closed_at", pa.timestamp("us", tz="UTC")),
+                        ("input_versions", pa.string()), ("count_rated", pa.int64()), ("count_unrated", pa.int64()),
+                        ("count_late", pa.int64()), ("count_invoices", pa.int64()), ("amount_excl_tax", pa.decimal128(18, 4)),
+                        ("amount_incl_tax", pa.decimal128(18, 4))])
+    lake.write(BILL_RUNS, pa.Table.from_pylist([row], schema=schema), metadata=meta)
+    result.seconds = (utcnow() - started).total_seconds()
+    return result
+
+
+def rerate(settings: Settings, cycle: str, *, on_step: StepCallback | None = None) -> RerateResult:
+    """Rate a closed cycle again with the current catalog; bill the differences as adjustments.
+
+    Differences per account and event type become credit (negative) or debit adjustments on
+    the next open cycle (the month after the latest closed cycle). Running it again with the
+    same catalog finds no differences and writes nothing.
+
+    Raises:
+        BillingError: bad cycle, or the cycle is not closed.
+    """
+    c = Cycle.parse(cycle)
+    lake = Lake.from_settings(settings)
+    closed = closed_cycles(lake)
+    if c.name not in closed:
+        raise BillingError(f"cycle {c.name} is not closed; `telcolake bill-run --cycle {c.name}` rates it with the current catalog")
+    target = Cycle.parse(max(closed)).next()
+    seq, runs = 1, 0
+    if lake.exists(RERATED):
+        t = read(lake, RERATED, columns=["rerate_seq", "cycle", "run_id"])
+        seq = (max(t["rerate_seq"].to_pylist(), default=0) or 0) + 1
+        runs = len({r for r, cy in zip(t["run_id"].to_pylist(), t["cycle"].to_pylist(), strict=True) if cy == c.name})
+    run_id = f"rerate-{c.name}-{runs + 1}"
+    versions = _pin(lake)
+    options = engine_options(settings)
+    options.pop("bucket_rows")
+    con = connect(lake, versions, _params("rerate", c, target, run_id, seq), options)
+    _refuse_rows(con, "check_subscriber_intervals", "silver/subscribers has overlapping validity intervals (an event would be rated twice)")
+    run_models(con, RERATE_MODELS, on_step)
+    changed = fetch(con, "rerated_usage", "record_id")
+    adjustments = fetch(con, "rerate_adjustments", "adjustment_id")
+    con.close()
+    result = RerateResult(cycle=c.name, run_id=run_id, target_cycle=target.name, changed_records=changed.num_rows,
+                          adjustments=adjustments.num_rows, input_versions=versions,
+                          net_amount=sum(adjustments["amount"].to_pylist(), Decimal(0)))
+    if not changed.num_rows:
+        return result
+    meta = {"run_id": run_id, "cycle": c.name, "input_versions": json.dumps(versions, sort_keys=True)}
+    if on_step:
+        on_step("writing")
+    # Adjustments first: if the run stops before the rerated rows land, a re-run recomputes the
+    # same run_id and replaces them instead of losing or doubling the difference.
+    _replace(lake, ADJUSTMENTS, adjustments, f"run_id = '{run_id}'", meta)
+    lake.write(RERATED, changed, metadata=meta)
+    return result
+
+
+def as_dict(result: BillRunResult | RerateResult) -> dict[str, Any]:
+    """A JSON-friendly summary."""
+    out = {}
+    for k, v in result.__dict__.items():
+        out[k] = str(v) if isinstance(v, Decimal | date) else v
+    return out
+
+
+def quality_gate() -> Callable[[Settings, list[str]], Any] | None:
+    """The quality gate (``quality.runner.run_gate``, raising on failure), None when not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("quality") is None or importlib.util.find_spec("quality.runner") is None:
+        return None
+    from quality.runner import run_gate
+
+    return lambda settings, tables: run_gate(settings, tables, raise_on_failure=True)

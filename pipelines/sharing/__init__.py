@@ -1,0 +1,1 @@
+"""Partner data sharing: registry, share publishing, the Delta Sharing server."""

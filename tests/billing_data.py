@@ -1,0 +1,200 @@
+"""Builders for the billing tests: silver usage and subscriber tables written with Lake.write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pyarrow as pa
+
+from pipelines.billing.synthetic import SUBSCRIBER_SCHEMA, USAGE_SCHEMA
+from pipelines.lake import Lake
+
+_ids = count(1)
+
+
+def ts(text: str) -> datetime:
+    """``2026-10-05T10:00:00`` (UTC) -> aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def usage(subscriber_id: str, event_type: str, started_at: str, *, record_id: str | None = None, duration_s: int = 0,
+          bytes_down: int = 0, bytes_up: int = 0, called_number: str | None = None, direction: str | None = None,
+          visited_plmn: str | None = None, ott_partner_id: str | None = None) -> dict:
+    at = ts(started_at)
+    return {
+        "record_id": record_id or f"R{next(_ids):09d}", "event_type": event_type, "subscriber_id": subscriber_id,
+        "msisdn": "491510000000", "started_at": at, "duration_s": duration_s, "bytes_up": bytes_up, "bytes_down": bytes_down,
+        "imsi": None, "called_number": called_number if event_type != "data" else None, "direction": direction,
+        "cell_id": "C0001", "visited_plmn": visited_plmn, "ott_partner_id": ott_partner_id, "is_dropped": False,
+        "_ingested_at": at + timedelta(minutes=1), "event_date": at.date(),
+    }
+
+
+def interval(subscriber_id: str, account_id: str, plan_id: str, valid_from: str, valid_to: str | None = None, *,
+             status: str = "active", country: str = "DE", activated_at: str | None = None) -> dict:
+    return {
+        "subscriber_id": subscriber_id, "account_id": account_id, "msisdn": "491510000000", "imsi": "262010000000000",
+        "plan_id": plan_id, "status": status, "country": country, "currency": "EUR", "segment": "consumer",
+        "activated_at": ts(activated_at or valid_from), "valid_from": ts(valid_from),
+        "valid_to": ts(valid_to) if valid_to else None, "is_current": valid_to is None, "_ingested_at": ts(valid_from),
+    }
+
+
+def write_usage(lake: Lake, rows: list[dict]) -> int:
+    return lake.write("silver/usage", pa.Table.from_pylist(rows, schema=USAGE_SCHEMA), partition_by=["event_date"])
+
+
+def write_subscribers(lake: Lake, rows: list[dict]) -> int:
+    return lake.write("silver/subscribers", pa.Table.from_pylist(rows, schema=SUBSCRIBER_SCHEMA), mode="overwrite")
+
+
+# A small catalog for hand-worked scenarios: every number in the tests comes from here.
+TEST_CATALOG = '''
+currency = "EUR"
+
+[time_bands]
+timezone = "Europe/Berlin"
+peak_start = "08:00"
+peak_end = "20:00"
+weekend_days = ["sat", "sun"]
+
+[destinations]
+"49" = "national"
+"4915" = "mobile"
+"33" = "eu"
+"1" = "world"
+
+[roaming_zones]
+"208-01" = "eu"
+"310-260" = "world"
+
+[vat]
+DE = "0.19"
+AT = "0.20"
+
+[plans.lite]
+name = "Lite"
+monthly_fee = "9.99"
+[plans.lite.allowances.voice]
+quantity = 10
+unit = "min"
+zones = ["national"]
+roaming = ["home"]
+
+[plans.plus]
+name = "Plus"
+monthly_fee = "19.99"
+
+[rates.voice_national]
+event_type = "voice"
+zone = "national"
+roaming = "home"
+unit = "s"
+connect_fee = "0.05"
+price = "0.10"
+rate_unit = 60
+increment = 60
+group2_start = 60
+price2 = "0.10"
+rate_unit2 = 60
+increment2 = 1
+rounding = "half_up"
+decimals = 4
+
+[rates.voice_national_weekend]
+event_type = "voice"
+zone = "national"
+band = "weekend"
+roaming = "home"
+unit = "s"
+price = "0.02"
+rate_unit = 60
+increment = 1
+rounding = "half_up"
+decimals = 4
+
+[rates.voice_mobile]
+event_type = "voice"
+zone = "mobile"
+unit = "s"
+price = "0.15"
+rate_unit = 60
+increment = 1
+rounding = "up"
+decimals = 2
+
+[rates.voice_eu]
+event_type = "voice"
+zone = "eu"
+unit = "s"
+price = "0.15"
+rate_unit = 60
+increment = 1
+rounding = "half_up"
+decimals = 2
+
+[rates.voice_world]
+event_type = "voice"
+zone = "world"
+unit = "s"
+price = "0.60"
+rate_unit = 60
+increment = 60
+max_cost = "3.00"
+rounding = "up"
+decimals = 2
+
+[rates.sms]
+event_type = "sms"
+unit = "msg"
+price = "0.09"
+rate_unit = 1
+increment = 1
+rounding = "half_up"
+decimals = 2
+
+[rates.data_home]
+event_type = "data"
+roaming = "home"
+unit = "kb"
+tiers = "graduated"
+rate_unit = 1000
+increment = 1
+rounding = "up"
+decimals = 4
+
+[rates.data_world]
+event_type = "data"
+roaming = "world"
+unit = "kb"
+tiers = "volume"
+rate_unit = 1000
+increment = 100
+rounding = "up"
+decimals = 4
+
+[tiers.graduated]
+mode = "graduated"
+bands = [{ upto = 1000, price = "0.01" }, { upto = 5000, price = "0.005" }, { price = "0.002" }]
+
+[tiers.volume]
+mode = "volume"
+bands = [{ upto = 100, price = "2.00" }, { upto = 1000, price = "1.50" }, { price = "1.00" }]
+
+[[versions]]
+version = 1
+valid_from = "2026-01-01T00:00:00Z"
+description = "test tariff"
+'''
+
+# A correction: national voice was meant to cost 0.08 per minute from October on.
+CORRECTION = '''
+[[versions]]
+version = 2
+valid_from = "2026-10-01T00:00:00Z"
+description = "fix: national voice is 0.08/min"
+[versions.changes.rates.voice_national]
+price = "0.08"
+price2 = "0.08"
+'''
