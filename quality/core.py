@@ -1,0 +1,112 @@
+"""The Suite: a named list of Great Expectations expectations guarding one lake table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import great_expectations as gx
+import pyarrow as pa
+
+from pipelines.config import Settings
+from pipelines.errors import ConfigError
+from pipelines.lake import Lake
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Expectations over a lake table, or over a frame computed from pinned table versions.
+
+    Attributes:
+        name: Dotted suite name, e.g. ``"billing.invoices_balance"``.
+        table: The lake table it guards, e.g. ``"gold/billing/invoices"``.
+        expectations: Builds the GE 1.x expectations afresh for each run.
+        frame: Builds the data to validate from pinned versions (table name -> version) of
+            ``table`` and ``inputs``; None validates ``table`` itself.
+        inputs: Other tables ``frame`` reads; their versions are pinned and recorded.
+        description: One line: what a failure means and where to look.
+    """
+
+    name: str
+    table: str
+    expectations: Callable[[], list[gx.expectations.Expectation]]
+    frame: Callable[[Lake, dict[str, int]], pa.Table] | None = None
+    inputs: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The ``[quality]`` section of telcolake.toml.
+
+    Attributes:
+        max_future_skew_hours: event times later than validation time plus this fail.
+        max_event_age_days: event times older than validation time minus this fail.
+        batch_rows: rows per pandas batch handed to Great Expectations.
+        duckdb_memory_limit: DuckDB memory before spilling, for the global (uniqueness) checks.
+        examples: unexpected examples kept per expectation.
+    """
+
+    max_future_skew_hours: float = 24.0
+    max_event_age_days: float = 3650.0
+    batch_rows: int = 1_000_000
+    duckdb_memory_limit: str = "2GB"
+    examples: int = 20
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QualityConfig:
+        """Parse ``[quality]``; a bad value raises a one-line ConfigError naming the key."""
+        raw = settings.section("quality")
+        out = {}
+        for name, default in cls().__dict__.items():
+            value = raw.get(name, default)
+            kind = type(default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool) or (kind is not str and value <= 0):
+                raise ConfigError(f"quality.{name} = {value!r}: expected a positive {kind.__name__}")
+            out[name] = value
+        return cls(**out)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What expectation builders may read during a gate run: the config and the run's clock."""
+
+    config: QualityConfig
+    now: datetime
+
+
+_ACTIVE: ContextVar[RunContext | None] = ContextVar("quality_run", default=None)
+
+
+def active() -> RunContext:
+    """The running gate's context (outside a run: the default config and now)."""
+    ctx = _ACTIVE.get()
+    if ctx is not None:
+        return ctx
+    from pipelines.config import load_settings
+
+    return RunContext(config=QualityConfig.from_settings(load_settings()), now=datetime.now(UTC))
+
+
+@contextmanager
+def running(ctx: RunContext) -> Iterator[RunContext]:
+    """Make ``ctx`` the active run context while the gate runs."""
+    token = _ACTIVE.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _ACTIVE.reset(token)
+
+
+def event_time_window() -> tuple[datetime, datetime]:
+    """(oldest, latest) event time allowed now: horizon and future skew from ``[quality]``."""
+    ctx = active()
+    return (
+        ctx.now - timedelta(days=ctx.config.max_event_age_days),
+        ctx.now + timedelta(hours=ctx.config.max_future_skew_hours),
+    )
