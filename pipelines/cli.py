@@ -204,28 +204,45 @@ def silver_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """Per topic and partition: end offset, landed offset, lag, rows, quarantine, freshness."""
+    """The whole system: broker, topics and lag, tables and freshness, last job runs, last quality gate."""
     import json
 
-    from pipelines.status import as_json as to_json
-    from pipelines.status import topic_status
+    from pipelines.lake_info import human_age, human_bytes
+    from pipelines.status import system_status
 
     s = settings()
-    statuses = topic_status(s)
+    st = system_status(s)
     if as_json:
-        print(json.dumps({"topics": to_json(statuses)}, default=str))
+        print(json.dumps(st, default=str))
         return
+    b = st["broker"]
+    console.print(f"broker: {b['kind']} at {b['address'] or '-'}" + ("" if b["running"] else " (not running: `telcolake broker start`)"))
+    show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
     table = Table("topic", "part", "end", "landed", "lag", "rows", "quarantined", title="ingest")
-    for t in statuses:
-        for p in t.partitions:
-            show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
-            table.add_row(t.topic, str(p.partition), show(p.end_offset), show(p.landed_offset), show(p.lag), f"{p.rows:,}", f"{p.quarantined:,}")
+    for t in st["topics"]:
+        for p in t["partitions"]:
+            table.add_row(t["topic"], str(p["partition"]), show(p["end_offset"]), show(p["landed_offset"]), show(p["lag"]), show(p["rows"]), show(p["quarantined"]))
     console.print(table)
-    tables = Table("topic", "bronze version", "rows", "quarantined", "last commit", "newest event", "freshness")
-    for t in statuses:
-        fresh = "-" if t.freshness_s is None else f"{t.freshness_s:,.0f}s"
-        tables.add_row(t.topic, str(t.table_version), f"{t.rows:,}", f"{t.quarantined:,}", t.last_commit_at or "-", t.newest_event_at or "-", fresh)
+    fresh = Table("topic", "bronze version", "rows", "quarantined", "last commit", "newest event", "freshness")
+    for t in st["topics"]:
+        age = "-" if t["freshness_s"] is None else human_age(t["freshness_s"])
+        fresh.add_row(t["topic"], show(t["table_version"]), show(t["rows"]), show(t["quarantined"]), t["last_commit_at"] or "-", t["newest_event_at"] or "-", age)
+    console.print(fresh)
+    tables = Table("table", "version", "rows", "size", "freshness", title="tables")
+    for t in st["tables"]:
+        tables.add_row(t["table"], show(t["version"]), show(t["rows"]), human_bytes(t["size_bytes"]), human_age(t["freshness_s"]) if t["freshness_s"] is not None else "-")
     console.print(tables)
+    if st["jobs"]:
+        jobs = Table("job", "status", "started", "attempt", "rows", "error", title="last job runs")
+        for j in st["jobs"]:
+            jobs.add_row(j["job"], j["status"], str(j["started_at"] or "-"), str(j["attempt"]), show(j["rows"]), (j["error"] or "")[-60:])
+        console.print(jobs)
+    q = st["quality"]
+    if q:
+        colour = "green" if not q["failed"] else "red"
+        console.print(f"quality gate ({q['validated_at']}): [{colour}]{q['passed']} passed, {q['failed']} failed[/{colour}]")
+        for f in q["failures"]:
+            console.print(f"  [red]failing[/red] {f['table']}@{f['version']} {f['suite']} {f['expectation']} observed {f['observed']}")
 
 
 @app.command()

@@ -113,3 +113,43 @@ def topic_status(settings: Settings, *, with_broker: bool = True) -> list[TopicS
 
 def as_json(statuses: list[TopicStatus]) -> list[dict]:
     return [asdict(s) for s in statuses]
+
+
+def system_status(settings: Settings) -> dict:
+    """The whole system: broker, ingest per topic, tables and freshness, last job runs, last gate."""
+    from pipelines.broker import read_state
+    from pipelines.jobs import last_runs
+    from pipelines.lake_info import lake_tables
+
+    lake = Lake.from_settings(settings)
+    if settings.embedded:
+        state = read_state(settings.state_dir)
+        broker_info = {"kind": "embedded", "address": state.address if state else None, "running": state is not None}
+    else:
+        broker_info = {"kind": "external", "address": settings.kafka_bootstrap, "running": True}
+    return {
+        "broker": broker_info,
+        "topics": as_json(topic_status(settings)),
+        "tables": [t.as_dict() for t in lake_tables(lake)],
+        "jobs": last_runs(settings),
+        "quality": last_gate(lake),
+    }
+
+
+def last_gate(lake: Lake) -> dict | None:
+    """The latest quality run: counts, and its failed expectations (the failing gates)."""
+    if not lake.exists("ops/quality_results"):
+        return None
+    con = duckdb.connect()
+    con.register("q", lake.dataset("ops/quality_results"))
+    latest = "run_id = (select arg_max(run_id, validated_at) from q)"
+    passed, failed, at = con.execute(f"select count(*) filter (where success), count(*) filter (where not success), max(validated_at) from q where {latest}").fetchone()
+    failures = con.execute(
+        f'select "table", version, suite, expectation_type, observed_value from q where {latest} and not success order by 1, 3 limit 20'
+    ).fetchall()
+    return {
+        "validated_at": at.isoformat() if at else None,
+        "passed": passed,
+        "failed": failed,
+        "failures": [dict(zip(("table", "version", "suite", "expectation", "observed"), f, strict=True)) for f in failures],
+    }
