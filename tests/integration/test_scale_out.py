@@ -111,3 +111,33 @@ def test_external_kafka_starts_nothing_and_keeps_existing_partitions(tmp_path, m
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow
+def test_bill_run_and_publish_on_object_storage(s3_lake, kafka, tmp_path, monkeypatch):
+    from pipelines.billing.reference import load_catalog
+    from pipelines.billing.run import bill_run
+    from pipelines.contracts import CONTRACTS
+    from pipelines.sharing.publish import publish
+    from pipelines.sharing.registry import init_secrets
+    from pipelines.simulate import SimConfig, simulate
+    from pipelines.simulate import produce as produce_sim
+
+    settings = s3_lake
+    monkeypatch.setenv("TELCOLAKE_SECRETS_FILE", str(tmp_path / "secrets.toml"))
+    result = simulate(SimConfig.from_settings(settings, subscribers=120, days=2))
+    produce_sim(result, kafka, {t: settings.topic(t) for t in CONTRACTS})
+    run_ingest(settings, until_caught_up=True)
+    refresh(settings)
+    load_catalog(settings, None)
+    billed = bill_run(settings, SimConfig.from_settings(settings).start.strftime("%Y-%m"), early=True)
+    lake = Lake.from_settings(settings)
+    con = connect(lake, {"invoices": "gold/billing/invoices", "usage": "silver/usage"})
+    assert billed.invoices == query(con, "select count(*) as n from invoices")["n"][0].as_py() > 0
+    assert billed.rated + billed.unrated == query(con, "select count(*) as n from usage")["n"][0].as_py()
+    init_secrets(settings)
+    results = publish(settings)
+    assert results and not any(r.failures for r in results)
+    shares = [t for t in lake.list_tables() if t.startswith("shares/")]
+    assert shares and all(lake.dataset(t).count_rows() >= 0 for t in shares)
+    assert pl.read_delta(lake.uri("gold/billing/invoices"), storage_options=dict(lake.storage_options)).height == billed.invoices
