@@ -1,4 +1,4 @@
-"""The Suite: a named list of Great Expectations expectations guarding one lake table."""
+"""The Suite (a named list of Great Expectations expectations guarding one lake table) and the gate run context."""
 
 from __future__ import annotations
 
@@ -48,13 +48,15 @@ class QualityConfig:
         batch_rows: rows per pandas batch handed to Great Expectations.
         duckdb_memory_limit: DuckDB memory before spilling, for the global (uniqueness) checks.
         examples: unexpected examples kept per expectation.
+        docs_keep_runs: gate runs per suite kept in the Data Docs site (the results table keeps all).
     """
 
     max_future_skew_hours: float = 24.0
     max_event_age_days: float = 3650.0
     batch_rows: int = 1_000_000
-    duckdb_memory_limit: str = "2GB"
+    duckdb_memory_limit: str = "1GB"
     examples: int = 20
+    docs_keep_runs: int = 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QualityConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,9 @@ def docs_dir(settings: Settings) -> Path:
 class DataDocs:
     """Collects suite results of one run, stores them in the GE validations store and builds the site."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, keep_runs: int = 20) -> None:
         self.root = context_root(settings)
+        self.keep_runs = keep_runs
         self.pending: list[tuple[ValidationResultIdentifier, ExpectationSuiteValidationResult]] = []
 
     def add(self, suite: Suite, version: int, run_id: str, now: datetime, results: list[Any]) -> None:
@@ -71,6 +73,23 @@ class DataDocs:
         context = gx.get_context(mode="file", project_root_dir=str(self.root))
         for key, value in self.pending:
             context.validation_results_store.store_validation_results(value, key)
+        self._prune()
         context.build_data_docs(resource_identifiers=[k for k, _ in self.pending] or None)
         self.pending = []
         return self.root / "gx" / "uncommitted" / "data_docs" / "local_site"
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep_runs`` runs of each suite (stored results and pages).
+
+        The site index reads every stored result on each build, so an hourly gate would
+        otherwise slow down without bound. ops/quality_results keeps the full history.
+        """
+        uncommitted = self.root / "gx" / "uncommitted"
+        store, pages = uncommitted / "validations", uncommitted / "data_docs" / "local_site" / "validations"
+        if not store.is_dir():
+            return
+        for suite_dir in (d for d in store.iterdir() if d.is_dir()):
+            runs = sorted(d.name for d in suite_dir.iterdir() if d.is_dir())  # run ids start with a UTC stamp
+            for old in runs[: max(0, len(runs) - self.keep_runs)]:
+                shutil.rmtree(suite_dir / old, ignore_errors=True)
+                shutil.rmtree(pages / suite_dir.name / old, ignore_errors=True)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pds
 
@@ -152,7 +153,7 @@ def run_gate(
     rows: list[dict[str, Any]] = []
     failures: list[str] = []
     where = f"see {RESULTS_TABLE} run_id={run_id}, docs {docs}"
-    data_docs = DataDocs(settings)
+    data_docs = DataDocs(settings, keep_runs=config.docs_keep_runs)
     validator = Validator(
         batch_rows=config.batch_rows, examples=config.examples, memory_limit=config.duckdb_memory_limit,
         spill_dir=settings.state_dir / "quality" / "spill",
@@ -207,7 +208,7 @@ def _run_suite(
 def _row(r: Any) -> dict[str, Any]:
     cfg = r.expectation_config
     res = dict(r.result or {})
-    exc = (r.exception_info or {}).get("exception_message") if (r.exception_info or {}).get("raised_exception") else None
+    exc = exception_message(r.exception_info)
     if "observed_value" in res:
         observed: Any = res["observed_value"]
     elif "unexpected_count" in res:
@@ -228,6 +229,16 @@ def _row(r: Any) -> dict[str, Any]:
     }
 
 
+def exception_message(info: Any) -> str | None:
+    """The first exception message in a GE result's ``exception_info`` (flat, or keyed by metric)."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    nested = [v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+    return str(nested[0].get("exception_message")) if nested else None
+
+
 def _problem(base: dict[str, Any], kind: str, message: str) -> dict[str, Any]:
     return {**base, "expectation_type": kind, "kwargs": "{}", "success": False, "observed_value": None,
             "element_count": None, "unexpected_count": None, "unexpected_examples": None, "exception": message}
@@ -246,6 +257,8 @@ def _failure_line(row: dict[str, Any], where: str) -> str:
 
 def _json(value: Any) -> str:
     def default(v: Any) -> Any:
+        if v is pd.NA or v is pd.NaT:
+            return None
         if isinstance(v, Decimal):
             return str(v)
         if hasattr(v, "isoformat"):

@@ -17,6 +17,7 @@ from pipelines.errors import QualityGateFailed
 from pipelines.lake import Lake
 from quality import bronze
 from quality.core import Suite
+from quality.docs import docs_dir
 from quality.runner import RESULTS_TABLE, run_gate
 
 BRONZE_USAGE = "bronze/usage.events"
@@ -196,3 +197,32 @@ def test_cli_exits_non_zero_with_lines_and_prints_the_docs_folder(local_settings
 def test_bronze_suites_follow_the_contracts():
     names = [s.table for s in bronze.SUITES]
     assert names == ["bronze/usage.events", "bronze/network.events", "bronze/bss.events"]
+
+
+def test_duplicate_record_ids_in_different_batches_fail_silver_usage(local_settings):
+    table = bronze_usage(30)
+    ids = table["record_id"].to_pylist()
+    ids[29] = ids[0]  # first and last row: never in the same 4-row batch
+    table = table.set_column(0, "record_id", pa.array(ids))
+    Lake.from_settings(local_settings).write("silver/usage", table)
+    result = run_gate(with_batch_rows(local_settings, 4), ["silver/usage"], raise_on_failure=False)
+    assert len(result.failures) == 1
+    assert 'expect_column_values_to_be_unique(column="record_id"): observed 2 of 30 unexpected' in result.failures[0]
+    assert '["R00000000"]' in result.failures[0]
+
+
+def test_data_docs_keep_only_the_newest_runs(local_settings):
+    settings = dataclasses.replace(local_settings, raw={**local_settings.raw, "quality": {"docs_keep_runs": 2}})
+    Lake.from_settings(settings).write(BRONZE_USAGE, bronze_usage(5))
+    runs = [run_gate(settings, [BRONZE_USAGE]).run_id for _ in range(3)]
+    pages = {p.parent.parent.name for p in docs_dir(settings).glob("validations/**/*.html")}
+    assert pages == set(runs[1:])
+    assert {r["run_id"] for r in Lake.from_settings(settings).read(RESULTS_TABLE).to_pylist()} == set(runs)
+
+
+def test_a_bad_quality_setting_is_a_one_line_config_error(local_settings):
+    from pipelines.errors import ConfigError
+
+    bad = dataclasses.replace(local_settings, raw={**local_settings.raw, "quality": {"batch_rows": 0}})
+    with pytest.raises(ConfigError, match=r"^quality.batch_rows = 0: expected a positive int$"):
+        run_gate(bad, [BRONZE_USAGE])
