@@ -34,7 +34,7 @@ from pipelines.simulate import SimConfig, simulate
 def usage_values(n: int) -> list[bytes]:
     """At least ``n`` simulated usage values (the simulator's own output, repeated if short)."""
     subs = max(200, n // 300)
-    values = simulate(SimConfig(subscribers=subs, days=7, seed=7, malformed_rate=0.0, duplicate_rate=0.0)).values["usage.events"]
+    values = simulate(SimConfig(subscribers=subs, days=7, seed=7, malformed_rate=0.0)).values["usage.events"]
     while len(values) < n:
         values = values + values
     return values[:n]
@@ -69,11 +69,14 @@ def read_all(bootstrap: str, topic: str, partitions: int, on_batch=None) -> int:
 
 
 def naive(bootstrap: str, topic: str, partitions: int, lake: Path) -> int:
+    from pipelines.contracts import USAGE
+
+    schema = USAGE.wire_schema.append(pa.field("_kafka_partition", pa.int32())).append(pa.field("_kafka_offset", pa.int64()))
     rows: list[dict] = []
 
     def flush() -> None:
         if rows:
-            write_deltalake(str(lake), pa.Table.from_pylist(rows), mode="append")
+            write_deltalake(str(lake), pa.Table.from_pylist(rows, schema=schema), mode="append")
             rows.clear()
 
     def on_batch(msgs) -> None:
@@ -89,11 +92,11 @@ def naive(bootstrap: str, topic: str, partitions: int, lake: Path) -> int:
     return n
 
 
-def telcolake_ingest(env: dict) -> tuple[float, float]:
+def telcolake_ingest(env: dict, workers: int = 1) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of `telcolake ingest --until-caught-up` in a child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", "--until-caught-up", "--no-silver", "--quiet"], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", "--until-caught-up", "--no-silver", "--quiet", "--workers", str(workers)], env=env, check=True)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return seconds, max(peak, before) / 1024
@@ -155,6 +158,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=20_000)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--workers", type=int, default=1, help="Bytewax workers for (c)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="telcolake-bench-"))
     state = broker.start_embedded(work / "state")
@@ -178,10 +182,10 @@ def main() -> None:
         n = naive(state.address, "usage.events", 4, work / "naive")
         b = n / (time.perf_counter() - t)
         print(f"(b) naive json.loads+delta:  {b:>12,.0f} events/s")
-        seconds, rss = telcolake_ingest(env)
+        seconds, rss = telcolake_ingest(env, args.workers)
         c = args.events / seconds
         landed = DeltaTable(str(work / "lake" / "bronze" / "usage.events")).to_pyarrow_dataset().count_rows()
-        print(f"(c) telcolake ingest:        {c:>12,.0f} events/s ({landed:,} landed, exactly once, process start included)")
+        print(f"(c) telcolake ingest -w {args.workers}:   {c:>12,.0f} events/s ({landed:,} landed, exactly once, process start included)")
         print(f"    c/a = {c / a:.2f}   c/b = {c / b:.2f}   peak RSS of ingest = {rss:,.0f} MB")
         p50, p99, sent = freshness(env, state.address, "usage.events", values, args.rate, args.seconds, work / "lake")
         print(f"freshness at {args.rate:,} events/s ({sent:,} sent): p50 = {p50:.2f}s  p99 = {p99:.2f}s (produce -> visible in a new DeltaTable)")
