@@ -142,7 +142,7 @@ def run_gate(
     pool = discover_suites() if suites is None else suites
     chosen = [s for s in pool if (lake.exists(s.table) if tables is None else s.table in tables)]
     unguarded = sorted(set(tables or []) - {s.table for s in pool})
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"  # microseconds: sortable by time
     now = datetime.now(UTC)
     docs = docs_dir(settings)
     versions: dict[str, int] = {}

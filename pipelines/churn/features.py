@@ -1,0 +1,198 @@
+"""gold/churn/features_daily: point-in-time features per (subscriber, as-of date), by DuckDB SQL.
+
+A row of an input is *known at* instant t when ``coalesce(_kafka_timestamp, _ingested_at) < t``;
+a feature for ``as_of_date = d`` uses the rows whose event time and known time are both before
+``d 00:00 UTC``. The staging models (``sql/churn/stg_*.sql``) aggregate the inputs of a whole
+range of as-of dates once, each row tagged with ``visible_from`` (the first as-of date at which
+it is known); ``sql/churn/features_daily.sql`` then builds one day from them, and each day
+replaces its own partition in one commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from time import perf_counter
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.churn.plans import plan_table
+from pipelines.config import Settings
+from pipelines.duck import model_sql, query
+from pipelines.errors import ConfigError, LakeError
+from pipelines.lake import Lake
+
+FEATURES = "gold/churn/features_daily"
+SILVER_USAGE = "silver/usage"
+BRONZE_BSS = "bronze/bss.events"
+BRONZE_NETWORK = "bronze/network.events"
+STAGES = ("stg_cell_rates", "stg_usage_daily", "stg_activity", "stg_called_numbers", "stg_bss")
+TS = pa.timestamp("us", tz="UTC")
+EMPTY_NETWORK = pa.schema(
+    [("cell_id", pa.string()), ("observed_at", TS), ("kind", pa.string()), ("call_attempts", pa.int64()),
+     ("dropped_calls", pa.int64()), ("event_date", pa.date32()), ("_kafka_timestamp", TS), ("_ingested_at", TS)]
+)
+
+
+@dataclass(frozen=True)
+class ChurnSettings:
+    """The ``[churn]`` section of telcolake.toml.
+
+    Attributes:
+        activity_ttl_days: how far back ``days_since_last_activity`` looks (its cap).
+        memory_limit: DuckDB memory before spilling.
+        threads: DuckDB threads (0 = all cores).
+        test_days: training holds out the last this many labelled as-of dates as the test set.
+        gap_days: training rows are at least this many days before the first test date, so
+            their labels were known by then (30 = no label overlaps the test period).
+        offer_top_pct: the top this percent of scores get an offer.
+    """
+
+    activity_ttl_days: int = 90
+    memory_limit: str = "3GB"
+    threads: int = 0
+    test_days: int = 7
+    gap_days: int = 30
+    offer_top_pct: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChurnSettings:
+        section = settings.section("churn")
+        ttl = section.get("activity_ttl_days", 90)
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 35 <= ttl <= 366:
+            raise ConfigError(f"churn.activity_ttl_days = {ttl!r}: expected an integer from 35 to 366")
+        memory = section.get("memory_limit", "3GB")
+        if not isinstance(memory, str) or not memory[:1].isdigit():
+            raise ConfigError(f"churn.memory_limit = {memory!r}: expected a size such as '3GB'")
+        threads = section.get("threads", 0)
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+            raise ConfigError(f"churn.threads = {threads!r}: expected an integer >= 0 (0 = all cores)")
+        ints = {}
+        for key, default, low in (("test_days", 7, 1), ("gap_days", 30, 0)):
+            value = section.get(key, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"churn.{key} = {value!r}: expected an integer >= {low}")
+            ints[key] = value
+        top = section.get("offer_top_pct", 5.0)
+        if not isinstance(top, int | float) or isinstance(top, bool) or not 0 < top <= 100:
+            raise ConfigError(f"churn.offer_top_pct = {top!r}: expected a percentage in (0, 100]")
+        return cls(activity_ttl_days=ttl, memory_limit=memory, threads=threads, offer_top_pct=float(top), **ints)
+
+
+@dataclass
+class FeatureRun:
+    """What one ``features`` run wrote."""
+
+    days: list[str] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+    input_versions: dict[str, int] = field(default_factory=dict)
+    table_version: int | None = None
+
+
+def connect_inputs(lake: Lake, cfg: ChurnSettings) -> tuple[duckdb.DuckDBPyConnection, dict[str, int]]:
+    """A UTC DuckDB connection with the pinned inputs registered as views, and their versions.
+
+    Raises:
+        LakeError: silver/usage or bronze/bss.events does not exist.
+    """
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    con.execute(f"set memory_limit = '{cfg.memory_limit}'")
+    if cfg.threads:
+        con.execute(f"set threads = {cfg.threads}")
+    versions: dict[str, int] = {}
+    for name in (SILVER_USAGE, BRONZE_BSS, BRONZE_NETWORK):
+        dt = lake.maybe_table(name)
+        if dt is None and name != BRONZE_NETWORK:
+            raise LakeError(f"table {name} does not exist under {lake.root}: run ingest and silver first")
+        view = name.replace("/", "_").replace(".", "_")
+        if dt is None:
+            con.register(view, EMPTY_NETWORK.empty_table())
+        else:
+            versions[name] = dt.version()
+            con.register(view, dt.to_pyarrow_dataset())
+    return con, versions
+
+
+def stage(con: duckdb.DuckDBPyConnection, start: date, end: date, cfg: ChurnSettings) -> None:
+    """Materialise the staging models for as-of dates ``start``..``end`` (inclusive)."""
+    params = pa.table({
+        "range_from": [start], "range_to": [end], "range_to_at": [datetime.combine(end, time(), tzinfo=UTC)],
+        "scan_from": [start - timedelta(days=35)],
+        "window_from": [start - timedelta(days=30)], "activity_from": [start - timedelta(days=cfg.activity_ttl_days)],
+    })
+    con.register("run_params_in", params)
+    con.execute("create or replace temp table run_params as select * from run_params_in")
+    con.unregister("run_params_in")
+    # Import views with literal date bounds: DuckDB pushes those into the Delta scan (partition
+    # pruning and only the columns a model reads); bounds from a joined table would not be.
+    lo, act, hi = start - timedelta(days=35), start - timedelta(days=cfg.activity_ttl_days), end
+    con.execute(f"create or replace temp view usage_recent as select * from silver_usage where event_date >= date '{lo}' and event_date < date '{hi}'")
+    con.execute(f"create or replace temp view usage_activity as select subscriber_id, event_date, _kafka_timestamp, _ingested_at from silver_usage where event_date >= date '{act}' and event_date < date '{hi}'")
+    con.execute(f"create or replace temp view kpi_recent as select * from bronze_network_events where event_date >= date '{lo}' and event_date < date '{hi}'")
+    for model in STAGES:
+        con.execute(f"create or replace temp table {model} as {model_sql(f'churn/{model}')}")
+
+
+def features_for(con: duckdb.DuckDBPyConnection, as_of: date, cfg: ChurnSettings) -> pa.Table:
+    """The feature rows of one as-of date from the staged models, ordered by subscriber."""
+    con.register("as_of_in", pa.table({"as_of_date": [as_of], "activity_ttl_days": pa.array([cfg.activity_ttl_days], pa.int32())}))
+    con.execute("create or replace temp table as_of_params as select * from as_of_in")
+    con.unregister("as_of_in")
+    con.register("plan_in", plan_table(as_of))
+    con.execute("create or replace temp table plan_catalog as select * from plan_in")
+    con.unregister("plan_in")
+    return query(con, f"select * from ({model_sql('churn/features_daily')}) order by subscriber_id")
+
+
+def write_day(lake: Lake, as_of: date, rows: pa.Table, versions: dict[str, int]) -> int:
+    """Replace the partition of ``as_of`` with ``rows`` in one commit; returns the table version."""
+    meta = {"as_of_date": as_of.isoformat(), "input_versions": versions}
+    if not lake.exists(FEATURES):
+        return lake.write(FEATURES, rows, mode="append", partition_by=["as_of_date"], metadata=meta)
+    return lake.write(
+        FEATURES, rows, mode="overwrite", partition_by=["as_of_date"], predicate=f"as_of_date = '{as_of.isoformat()}'", metadata=meta
+    )
+
+
+def build_features(
+    settings: Settings,
+    start: date,
+    end: date | None = None,
+    *,
+    on_day: Callable[[date, int], None] | None = None,
+) -> FeatureRun:
+    """Compute and write features for every as-of date from ``start`` to ``end`` (inclusive).
+
+    The inputs are staged once for the whole range, then each day is computed and written.
+
+    Raises:
+        ConfigError: ``end`` is before ``start``.
+        LakeError: an input table is missing.
+    """
+    end = end or start
+    if end < start:
+        raise ConfigError(f"--to {end} is before --from {start}")
+    began = perf_counter()
+    cfg = ChurnSettings.from_settings(settings)
+    lake = Lake.from_settings(settings)
+    con, versions = connect_inputs(lake, cfg)
+    run = FeatureRun(input_versions=versions)
+    try:
+        stage(con, start, end, cfg)
+        day = start
+        while day <= end:
+            rows = features_for(con, day, cfg)
+            run.table_version = write_day(lake, day, rows, versions)
+            run.days.append(day.isoformat())
+            run.rows += rows.num_rows
+            if on_day:
+                on_day(day, rows.num_rows)
+            day += timedelta(days=1)
+    finally:
+        con.close()
+    run.seconds = round(perf_counter() - began, 3)
+    return run

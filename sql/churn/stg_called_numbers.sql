@@ -1,0 +1,22 @@
+-- stg_called_numbers: one row per (subscriber_id, number_hash, event_date, visible_from) of the
+-- other party of voice and SMS records (key: all four); number_hash = hash(called_number).
+with params as (
+    select * from run_params
+),
+usage as (
+    select u.subscriber_id, u.called_number, u.event_date,
+           coalesce(u._kafka_timestamp, u._ingested_at) as known_at
+    from usage_recent u, params p
+    where u.event_date >= p.window_from and u.event_date < p.range_to
+      and u.event_type in ('voice', 'sms') and u.called_number is not null
+),
+known as (
+    select subscriber_id, hash(called_number) as number_hash, event_date,
+           greatest(event_date, cast(known_at as date)) + 1 as visible_from
+    from usage, params p
+    where known_at < p.range_to_at
+),
+distinct_days as (
+    select distinct subscriber_id, number_hash, event_date, visible_from from known
+)
+select * from distinct_days
