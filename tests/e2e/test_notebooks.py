@@ -30,8 +30,6 @@ CYCLE = "2026-10"  # the month of [simulate] start in telcolake.toml
 FOLLOW_UPS = [
     ("gold/network/cell_kpi_1m", [["stream", "--until-caught-up", "--json"]]),
     ("gold/billing/invoices", [["catalog", "load", "--json"], ["bill-run", "--cycle", CYCLE, "--early", "--json"]]),
-    ("gold/churn/features_daily", [["features", "--json"]]),
-    ("gold/churn/scores", [["churn", "train", "--json"], ["churn", "score", "--json"]]),
 ]
 
 
@@ -74,9 +72,37 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory, kafka: str) -> tuple[dic
     return {k: env[k] for k in ("TELCOLAKE_LAKE", "TELCOLAKE_STATE_DIR", "TELCOLAKE_CONFIG")}, failures
 
 
+@pytest.fixture(scope="module")
+def churn_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, str]]:
+    """A lake with enough history for the churn model: 300 subscribers x 100 days landed through
+    the real landing code (no Kafka: months of KPI samples would dominate), features, model, scores."""
+    from datetime import date, timedelta
+
+    from pipelines.churn.features import build_features
+    from pipelines.churn.model import train
+    from pipelines.churn.scoring import score
+    from pipelines.config import load_settings
+    from pipelines.simulate import SimConfig
+    from tests.unit.churn.simulated import land
+
+    tmp = tmp_path_factory.mktemp("churn_lake")
+    env = {"TELCOLAKE_LAKE": str(tmp / "lake"), "TELCOLAKE_STATE_DIR": str(tmp / "state"), "TELCOLAKE_CONFIG": str(REPO / "telcolake.toml")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        settings = load_settings()
+        start = date(2026, 6, 1)
+        land(settings, SimConfig(subscribers=300, days=100, seed=5, churn_rate=0.2, start=start, kpi_interval_s=3600))
+        last = start + timedelta(days=75)
+        build_features(settings, start + timedelta(days=35), last)
+        train(settings)
+        score(settings, last)
+    return env, {}
+
+
 @pytest.mark.parametrize("name", sorted(NEEDS))
-def test_notebook_runs_top_to_bottom(name: str, demo_lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    env, failures = demo_lake
+def test_notebook_runs_top_to_bottom(name: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    env, failures = request.getfixturevalue("churn_lake" if name == "churn_risk.ipynb" else "demo_lake")
     lake = Lake(env["TELCOLAKE_LAKE"])
     missing = [t for t in NEEDS[name] if not lake.exists(t)]
     if missing:
