@@ -29,7 +29,7 @@ class DemoRun:
             result = fn(self)
         self.seconds[name] = time.monotonic() - started
         self.results[name] = result
-        shown = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list))
+        shown = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list) and not k.startswith("why"))
         self.console.print(f"[green]✓[/green] {name} ({self.seconds[name]:.1f}s) {shown}")
         return result
 
@@ -168,12 +168,44 @@ def _read_share(run: DemoRun) -> dict[str, Any]:
     return {"partner": partner_id, "tables_visible": len(tables), "read": f"{first.share}.{first.schema}.{first.name}", "rows": len(frame)}
 
 
+def _churn(run: DemoRun) -> dict[str, Any]:
+    """Features for every as-of date the simulated days cover; a model and scores when labels allow.
+
+    A label needs the subscriber's next 30 days to be known, and training a time split with a gap
+    (docs/churn.md), so a lake of a few days gets features but no model: the step says so
+    instead of scoring with a model it could not validate.
+    """
+    from datetime import timedelta
+
+    from pipelines.churn.features import build_features
+    from pipelines.churn.model import train
+    from pipelines.churn.scoring import score
+    from pipelines.errors import ChurnError
+    from pipelines.simulate import SimConfig
+
+    cfg = SimConfig.from_settings(run.settings, days=run.options.get("days") or None)
+    first, last = cfg.start + timedelta(days=1), cfg.start + timedelta(days=cfg.days)
+    features = build_features(run.settings, first, last)
+    out: dict[str, Any] = {"as_of_dates": len(features.days), "feature_rows": features.rows, "last_as_of": last.isoformat()}
+    try:
+        model = train(run.settings)
+    except ChurnError as err:
+        out["model"] = "not trained"
+        out["why_no_model"] = str(err)
+        return out
+    scored = score(run.settings, last, version=model.model_version)
+    out.update(model=f"v{model.model_version}", roc_auc=round(model.roc_auc, 3), tenure_roc_auc=round(model.tenure_roc_auc, 3),
+               scored=scored.scored, offers=scored.offers)
+    return out
+
+
 STEPS: list[tuple[str, Callable[[DemoRun], dict[str, Any]]]] = [
     ("broker", _broker),
     ("simulate", _simulate),
     ("ingest", _ingest),
     ("streams", _streams),
     ("billing", _billing),
+    ("churn", _churn),
     ("quality", _quality),
     ("publish", _publish),
     ("read share", _read_share),
@@ -254,6 +286,10 @@ def run_demo(settings: Settings, console: Console, **options: Any) -> DemoRun:
     reasons = run.results.get("ingest", {}).get("reasons", {})
     if reasons:
         console.print("[bold]quarantined by reason[/bold]: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+    why = run.results.get("churn", {}).get("why_no_model")
+    if why:
+        console.print(f"[yellow]churn:[/yellow] features written, no model or scores: {why}. "
+                      "Training needs months of history (docs/churn.md: `telcolake features --from/--to`, `telcolake churn train`).")
     failures = run.results.get("quality", {}).get("failures") or []
     for line in failures[:10]:
         console.print(f"[red]quality:[/red] {line}")

@@ -41,10 +41,15 @@ def test_demo_runs_every_step_and_its_summary_reconciles(env, tmp_path, monkeypa
     assert summary["invoices"][0]["invoices"] == totals["n"] == r["billing"]["invoices"]
     assert Decimal(summary["invoices"][0]["incl_tax"]) == totals["total"] == Decimal(r["billing"]["invoiced_incl_tax"])
 
+    # churn: one feature row per subscriber active at each as-of date; two days cannot label, so no model
+    assert r["churn"]["as_of_dates"] == 2 and r["churn"]["feature_rows"] == summary["rows"]["gold/churn/features_daily"] > 0
+    assert r["churn"]["model"] == "not trained" and "labelled as-of dates (0)" in r["churn"]["why_no_model"]
+    assert "gold/churn/scores" not in summary["rows"] and summary["top_churn_risk"] is None
+
     # streams, quality, shares
     assert summary["rows"]["gold/network/cell_kpi_1m"] > 0
     assert r["quality"]["failed"] == 0, r["quality"]["failures"]
     assert r["publish"]["refused"] == 0
     assert r["read share"]["rows"] == lake.dataset(f"shares/{r['read share']['partner']}/{r['read share']['read'].rsplit('.', 1)[1]}").count_rows()
     printed = out.getvalue()
-    assert "invoices" in printed and "next:" in printed
+    assert "invoices" in printed and "next:" in printed and "no model or scores" in printed
