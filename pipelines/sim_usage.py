@@ -30,6 +30,10 @@ ROAMING_RATE = 0.04
 CONTACTS = 20
 CHUNK = 2000  # subscribers per Poisson draw (bounds the rate array's memory)
 DROP_P, INCIDENT_DROP_P = 0.012, 0.3
+# A voice call dropped on a cell during its incident is dialled again (REDIAL_P; by whoever
+# placed it) within two minutes, up to MAX_REDIALS times while it keeps dropping; on the degraded
+# cell a redial drops with REDIAL_DROP_P. Three drops in an hour are what the offers flow reacts to.
+REDIAL_P, REDIAL_DROP_P, MAX_REDIALS = 0.8, 0.6, 3
 
 # Called-number plans: (prefix, digits after it).
 FIXED = (("4930", 8), ("4940", 8))
@@ -47,6 +51,7 @@ class UsageOut:
 
     frame: pl.DataFrame
     roamers: int
+    redial_subs: np.ndarray | None = None
 
 
 def numbers(rng: np.random.Generator, plan: tuple[tuple[str, int], ...], n: int) -> pl.Series:
@@ -153,9 +158,53 @@ def _fraud_calls(rng: np.random.Generator, pop: Population, clock: Clock) -> dic
     return {"sub": np.concatenate(subs), "t": np.concatenate(ts), "cell": np.concatenate(cell), "intl": np.concatenate(intl)}
 
 
+def _redials(rng: np.random.Generator, t: np.ndarray, duration: np.ndarray, cell: np.ndarray, candidates: np.ndarray,
+             incidents: list[tuple[int, int, int]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Calls dialled again after a drop on a cell in its incident.
+
+    Returns:
+        per redial its source row (the dropped call it repeats), start, duration and whether it
+        dropped; and the rows of the first calls of chains with at least three drops (that call included).
+    """
+    in_incident = np.zeros(len(t), bool)
+    for c, t0, t1 in incidents:
+        in_incident |= (cell == c) & (t >= t0) & (t < t1)
+    first = np.nonzero(candidates & in_incident)[0]
+    first = first[rng.random(len(first)) < REDIAL_P]
+    src: list[int] = []
+    starts: list[int] = []
+    lengths: list[int] = []
+    drops: list[bool] = []
+    chains: list[int] = []
+    for i in first.tolist():
+        at, dropped_in_chain = int(t[i] + duration[i]), 1
+        for _ in range(MAX_REDIALS):
+            at += int(rng.integers(15, 121))
+            degraded = any(c == cell[i] and t0 <= at < t1 for c, t0, t1 in incidents)
+            dropped = bool(rng.random() < (REDIAL_DROP_P if degraded else DROP_P))
+            full = int(np.clip(rng.lognormal(np.log(75), 1.0), 1, 7200))
+            length = max(1, int(full * rng.uniform(0.05, 0.8))) if dropped else full
+            src.append(i)
+            starts.append(at)
+            lengths.append(length)
+            drops.append(dropped)
+            dropped_in_chain += dropped
+            at += length
+            if not dropped:
+                break
+        if dropped_in_chain >= 3:
+            chains.append(i)
+    out = {"src": np.array(src, np.int64), "t": np.array(starts, np.int64), "duration": np.array(lengths, np.int64), "dropped": np.array(drops, bool)}
+    return out, np.array(chains, np.int64)
+
+
 def make_usage(rng: np.random.Generator, pop: Population, clock: Clock, cells: pl.DataFrame, bss: BssOut,
-               incidents: list[tuple[int, int, int]], tag: str) -> UsageOut:
-    """Every usage record of the window, in event-time order, with record ids."""
+               incidents: list[tuple[int, int, int]], tag: str, redial_rng: np.random.Generator | None = None) -> UsageOut:
+    """Every usage record of the window, in event-time order, with record ids.
+
+    ``redial_rng`` (a stream of its own, so the other records stay what they were) adds the
+    redials of calls dropped during incidents.
+    """
     roaming, plmn_of = _trips(rng, pop, clock)
     sub, h, typ = _counts(rng, pop, clock, bss, roaming)
     hours = clock.hours
@@ -233,6 +282,19 @@ def make_usage(rng: np.random.Generator, pop: Population, clock: Clock, cells: p
         p_drop[(cell == c) & (t >= t0) & (t < t1)] = INCIDENT_DROP_P
     dropped = voice & (rng.random(n) < p_drop)
     duration = np.where(dropped, np.maximum(1, (duration * rng.uniform(0.05, 0.8, n)).astype(np.int64)), duration)
+    chain_subs = np.zeros(0, np.int64)
+    if redial_rng is not None and incidents:
+        redial, chains = _redials(redial_rng, t, duration, cell, voice & dropped & ~is_fraud, incidents)
+        src, chain_subs = redial["src"], sub[chains]
+        if len(src):
+            def grow(a: np.ndarray, new: np.ndarray | None = None) -> np.ndarray:
+                return np.concatenate([a, a[src] if new is None else new])
+
+            sub, typ, cell, plmn, roam, direction, bytes_up, bytes_down, ott, voice, data = (
+                grow(a) for a in (sub, typ, cell, plmn, roam, direction, bytes_up, bytes_down, ott, voice, data))
+            t, duration, dropped = grow(t, redial["t"]), grow(duration, redial["duration"]), grow(dropped, redial["dropped"])
+            called = pl.concat([called, called.gather(src)])  # the same two parties again
+            n = len(sub)
 
     order = np.lexsort((sub, t))
     frame = pl.DataFrame(
@@ -260,7 +322,7 @@ def make_usage(rng: np.random.Generator, pop: Population, clock: Clock, cells: p
         _is_voice=pl.Series(voice[order]),
         _sub=pl.Series(sub[order]),
     )
-    return UsageOut(frame=frame, roamers=int(roaming.any(axis=1).sum()))
+    return UsageOut(frame=frame, roamers=int(roaming.any(axis=1).sum()), redial_subs=chain_subs)
 
 
 def _active(pop: Population, bss: BssOut, sub: np.ndarray, t: np.ndarray) -> np.ndarray:

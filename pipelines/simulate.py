@@ -130,6 +130,9 @@ class Planted:
         late_by_topic, malformed_by_topic: the same counts per topic.
         malformed_kinds: kind -> count (non_json, truncated, wrong_type, ...).
         roamers: subscribers who travel abroad during the window.
+        redial_chains: subscriber_id per call dropped during an incident and redialled until at
+            least three calls of the chain dropped (what the offers flow's repeated-drops rule
+            looks for; one subscriber may have several chains).
     """
 
     churners: list[str] = field(default_factory=list)
@@ -145,6 +148,7 @@ class Planted:
     malformed_by_topic: dict[str, int] = field(default_factory=dict)
     malformed_kinds: dict[str, int] = field(default_factory=dict)
     roamers: int = 0
+    redial_chains: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Counts first (for printing), then the id lists and incidents, JSON-ready."""
@@ -155,6 +159,7 @@ class Planted:
             "late": self.late,
             "malformed": self.malformed,
             "roamers": self.roamers,
+            "redial_chains": len(self.redial_chains),
             "records": sum(self.per_topic.values()),
             "per_topic": dict(self.per_topic),
             "late_by_topic": dict(self.late_by_topic),
@@ -163,6 +168,7 @@ class Planted:
             "incidents": [[c, a.isoformat().replace("+00:00", "Z"), b.isoformat().replace("+00:00", "Z")] for c, a, b in self.incidents],
             "churner_ids": list(self.churners),
             "fraudster_ids": list(self.fraudsters),
+            "redial_chain_ids": list(self.redial_chains),
         }
 
 
@@ -197,14 +203,14 @@ def _tag(seed: int) -> str:
 
 def simulate(cfg: SimConfig) -> SimResult:
     """Generate every topic for ``cfg``; deterministic (same config, byte-identical values)."""
-    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(cfg.seed).spawn(6)]
+    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(cfg.seed).spawn(7)]
     clock = Clock(start_s=epoch_s(cfg.start), days=cfg.days)
     tag = _tag(cfg.seed)
     cells = cell_table()
     pop = make_population(streams[0], cfg.subscribers, clock, fraudsters=cfg.fraudsters, churn_rate=cfg.churn_rate, cells=cells)
     bss = make_bss(streams[1], pop, clock, tag)
     incidents = pick_incidents(streams[2], pop, clock)
-    usage = make_usage(streams[3], pop, clock, cells, bss, incidents, tag)
+    usage = make_usage(streams[3], pop, clock, cells, bss, incidents, tag, redial_rng=streams[6])
     network = make_network(streams[5], clock, cells, usage.frame, incidents, cfg.kpi_interval_s, tag)
 
     tickets = complaints(streams[5], usage.frame, incidents, pop, clock, tag)
@@ -222,6 +228,7 @@ def simulate(cfg: SimConfig) -> SimResult:
         pl.col("t").alias("_end"),
     )
     planted = Planted(roamers=usage.roamers)
+    planted.redial_chains = pop.subscriber_id.gather(usage.redial_subs).to_list()
     result = SimResult(config=cfg, values={}, keys={}, timestamps={}, planted=planted)
     rng = streams[4]
     _assemble(result, rng, CONTRACTS["usage.events"], usage.frame, _usage_arrival(rng, usage.frame), late_rows=None)
