@@ -8,7 +8,12 @@ from itertools import count
 import pyarrow as pa
 
 from pipelines.billing.synthetic import SUBSCRIBER_SCHEMA, USAGE_SCHEMA
+from pipelines.contracts import BSS
 from pipelines.lake import Lake
+
+BSS_SCHEMA = pa.schema([*BSS.schema, ("_source", pa.string()), ("_kafka_topic", pa.string()), ("_kafka_partition", pa.int32()),
+                        ("_kafka_offset", pa.int64()), ("_kafka_timestamp", pa.timestamp("us", tz="UTC")), ("_source_row", pa.int64()),
+                        ("_ingested_at", pa.timestamp("us", tz="UTC")), ("event_date", pa.date32()), ("event_month", pa.string())])
 
 _ids = count(1)
 
@@ -39,6 +44,23 @@ def interval(subscriber_id: str, account_id: str, plan_id: str, valid_from: str,
         "activated_at": ts(activated_at or valid_from), "valid_from": ts(valid_from),
         "valid_to": ts(valid_to) if valid_to else None, "is_current": valid_to is None, "_ingested_at": ts(valid_from),
     }
+
+
+def bss(event_id: str, subscriber_id: str, account_id: str, kind: str, occurred_at: str, *, plan_id: str | None = None,
+        arrived_at: str | None = None, offset: int = 0) -> dict:
+    """A bronze ``bss.events`` row as the ingest lands it (``arrived_at``: when Kafka got it)."""
+    at = ts(occurred_at)
+    arrived = ts(arrived_at) if arrived_at else at + timedelta(minutes=1)
+    return {
+        "event_id": event_id, "subscriber_id": subscriber_id, "account_id": account_id, "occurred_at": at, "kind": kind,
+        "plan_id": plan_id, "amount": None, "attributes": None, "_source": "kafka", "_kafka_topic": "bss.events",
+        "_kafka_partition": 0, "_kafka_offset": offset, "_kafka_timestamp": arrived, "_source_row": None,
+        "_ingested_at": arrived + timedelta(seconds=5), "event_date": at.date(), "event_month": at.strftime("%Y-%m"),
+    }
+
+
+def write_bss(lake: Lake, rows: list[dict]) -> int:
+    return lake.write("bronze/bss.events", pa.Table.from_pylist(rows, schema=BSS_SCHEMA), partition_by=["event_month"])
 
 
 def write_usage(lake: Lake, rows: list[dict]) -> int:
@@ -173,6 +195,21 @@ rate_unit = 1000
 increment = 100
 rounding = "up"
 decimals = 4
+
+# One-time prices: 25.00 on every activation; 4.995 on a change to plus, rounded half-up to
+# cents (5.00). A change to lite costs nothing.
+[one_time_prices.connection]
+name = "Connection fee"
+event = "activated"
+price = "25.00"
+
+[one_time_prices.plan_change]
+name = "Plan change fee"
+event = "plan_changed"
+plans = ["plus"]
+price = "4.995"
+rounding = "half_up"
+decimals = 2
 
 [tiers.graduated]
 mode = "graduated"

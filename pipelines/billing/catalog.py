@@ -25,7 +25,8 @@ UNIT_BASE = {"s": 1, "min": 60, "msg": 1, "kb": 1000, "mb": 1_000_000, "gb": 1_0
 UNITS_FOR = {"voice": ("s", "min"), "sms": ("msg",), "data": ("kb", "mb", "gb")}
 BASE_UNIT = {"voice": "s", "sms": "msg", "data": "byte"}
 WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
-ENTRY_SECTIONS = ("plans", "rates", "tiers", "roaming_wholesale", "ott_contracts")
+ONE_TIME_EVENTS = ("activated", "plan_changed", "suspended", "resumed", "terminated")
+ENTRY_SECTIONS = ("plans", "rates", "tiers", "roaming_wholesale", "ott_contracts", "one_time_prices")
 FLAT_SECTIONS = ("destinations", "roaming_zones", "vat", "time_bands")
 
 
@@ -90,6 +91,19 @@ class Rate:
     decimals: int
 
 
+@dataclass(frozen=True)
+class OneTimePrice:
+    """A one-time charge (TMF620 ``priceType = oneTime``) triggered by a BSS lifecycle event."""
+
+    price_id: str
+    name: str
+    event: str
+    plans: tuple[str, ...] | None
+    price: Decimal
+    rounding: str
+    decimals: int
+
+
 @dataclass
 class TariffVersion:
     """One catalog version, fully resolved (base plus the overlays of versions up to it)."""
@@ -108,6 +122,7 @@ class TariffVersion:
     tiers: dict[str, list[Tier]]
     wholesale: dict[str, dict[str, Any]]
     ott: dict[str, dict[str, Any]]
+    one_time: dict[str, OneTimePrice] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -259,6 +274,34 @@ def _tiers(tiers_id: str, d: dict) -> list[Tier]:
     return out
 
 
+def _one_time(price_id: str, d: dict, plans: dict[str, Plan]) -> OneTimePrice:
+    w = f"one_time_prices.{price_id}"
+    event = _choice(d, "event", w, ONE_TIME_EVENTS)
+    only = d.get("plans")
+    if only is not None and (not isinstance(only, list) or not only or any(p not in plans for p in only)):
+        raise _fail(f"{w}.plans", f"= {only!r}: expected a non-empty list of {', '.join(sorted(plans))}")
+    decimals = _int(d, "decimals", w, default=2, minimum=0)
+    if decimals > 2:
+        raise _fail(f"{w}.decimals", f"= {decimals}: at most 2 (one-off charges are invoice lines in cents)")
+    return OneTimePrice(
+        price_id=price_id, name=_str(d, "name", w, price_id), event=event, plans=None if only is None else tuple(sorted(only)),
+        price=_dec(d, "price", w), rounding=_choice(d, "rounding", w, ROUNDING, default="half_up"), decimals=decimals,
+    )
+
+
+def _one_time_prices(content: dict, plans: dict[str, Plan]) -> dict[str, OneTimePrice]:
+    """The one-time prices; at most one may apply to any (event, plan), so an event is charged once."""
+    out = {p: _one_time(p, d, plans) for p, d in sorted(content.get("one_time_prices", {}).items())}
+    seen: dict[tuple[str, str], str] = {}
+    for o in out.values():
+        for plan in o.plans or sorted(plans):
+            if (o.event, plan) in seen:
+                raise _fail(f"one_time_prices.{o.price_id}", f"applies to {o.event} on plan {plan} like one_time_prices.{seen[o.event, plan]}; "
+                                                             "an event takes at most one one-time price (narrow `plans`)")
+            seen[o.event, plan] = o.price_id
+    return out
+
+
 def _overlay(base: dict, changes: dict, where: str) -> dict:
     merged = copy.deepcopy(base)
     for section, value in changes.items():
@@ -312,7 +355,7 @@ def _resolve(meta: dict, content: dict, currency: str) -> TariffVersion:
         version=meta["version"], valid_from=meta["valid_from"], description=meta["description"], currency=currency,
         sha256=hashlib.sha256(canonical.encode()).hexdigest(), time_bands=_time_bands(content.get("time_bands", {})),
         destinations={str(k): v for k, v in destinations.items()}, roaming_zones=roaming_zones, vat=vat, plans=plans,
-        rates=rates, tiers=tiers, wholesale=wholesale, ott=ott, raw=content,
+        rates=rates, tiers=tiers, wholesale=wholesale, ott=ott, one_time=_one_time_prices(content, plans), raw=content,
     )
 
 

@@ -25,6 +25,7 @@ CONTENT_TABLES = (
     "reference/tariff_vat",
     "reference/roaming_wholesale",
     "reference/ott_contracts",
+    "reference/tariff_one_time_prices",
 )
 REFERENCE_TABLES = (VERSIONS, *CONTENT_TABLES)
 
@@ -48,6 +49,9 @@ SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
                                     ("per_mb", PRICE), ("currency", pa.string())],
     "reference/ott_contracts": [("ott_partner_id", pa.string()), ("model", pa.string()), ("share_pct", PRICE), ("value_per_mb", PRICE),
                                 ("fixed_per_subscriber", PRICE), ("currency", pa.string())],
+    "reference/tariff_one_time_prices": [("price_id", pa.string()), ("name", pa.string()), ("event", pa.string()),
+                                         ("plans", pa.list_(pa.string())), ("price", PRICE), ("rounding", pa.string()),
+                                         ("decimals", pa.int32()), ("currency", pa.string())],
 }
 
 
@@ -75,6 +79,9 @@ def _rows(v: TariffVersion, table: str) -> list[dict]:
         return [{"country": c, "vat_rate": r} for c, r in v.vat.items()]
     if table == "reference/roaming_wholesale":
         return [{"visited_plmn": p, "currency": v.currency, **d} for p, d in v.wholesale.items()]
+    if table == "reference/tariff_one_time_prices":
+        return [{"price_id": o.price_id, "name": o.name, "event": o.event, "plans": None if o.plans is None else list(o.plans),
+                 "price": o.price, "rounding": o.rounding, "decimals": o.decimals, "currency": v.currency} for o in v.one_time.values()]
     return [{"ott_partner_id": p, "currency": v.currency, **d} for p, d in v.ott.items()]
 
 
@@ -130,12 +137,23 @@ def load_catalog(settings: Settings, path: str | Path | None = None) -> LoadResu
     missing = sorted(set(loaded) - {v.version for v in versions})
     if missing:
         raise CatalogError(f"catalog versions: loaded version {missing[0]} is missing from the file; versions are never removed")
-    if not new:
+    # A content table added after versions were loaded (e.g. tariff_one_time_prices) is
+    # written whole, for every version, so bill runs find every loaded version in it.
+    absent = [name for name in CONTENT_TABLES if loaded and not lake.exists(name)]
+    if not new and not absent:
         return result
     tables = reference_tables(new)
     numbers = ",".join(str(v.version) for v in new)
     meta = {"catalog_versions": numbers}
+    if absent:
+        whole = reference_tables(versions)
+        for name in absent:
+            result.table_versions[name] = lake.write(name, whole[name], mode="overwrite", metadata={"catalog_versions": "all"})
+    if not new:
+        return result
     for name in (*CONTENT_TABLES, VERSIONS):
+        if name in absent:
+            continue
         if lake.exists(name):
             mode, predicate = ("overwrite", f"version in ({numbers})") if name != VERSIONS else ("append", None)
             result.table_versions[name] = lake.write(name, tables[name], mode=mode, predicate=predicate, metadata=meta)

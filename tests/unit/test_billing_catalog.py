@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +17,11 @@ from tests.billing_data import CORRECTION, TEST_CATALOG
 
 
 def test_the_shipped_catalog_is_valid():
-    (v1,) = read_catalog()
+    v1, v2 = read_catalog()
+    # one-time prices came as version 2, so version 1 stays as loaded
+    assert v1.one_time == {} and v2.plans == v1.plans and v2.rates == v1.rates
+    assert (v2.one_time["connection_fee"].event, v2.one_time["connection_fee"].price) == ("activated", D("24.99"))
+    assert v2.one_time["plan_change_fee"].plans == ("lite", "plus")
     assert v1.plans["plus"].monthly_fee == D("19.99") and v1.vat["NL"] == D("0.21")
     assert v1.rates["voice_national_peak"].group2_start == 60 and v1.rates["data_home"].rate_unit == 1_000_000
     assert {t.mode for ts in v1.tiers.values() for t in ts} == {"graduated", "volume"}
@@ -35,6 +41,12 @@ def test_the_shipped_catalog_is_valid():
         (('version = 1', 'version = 2'), r"versions\[0\].version = 2: versions are numbered"),
         (('"2026-01-01T00:00:00Z"', '"2026-01-01T00:00:30Z"'), r"versions\[0\].valid_from = .*: versions start on a whole minute"),
         (('monthly_fee = "9.99"', 'monthly_fee = "-1"'), r"plans.lite.monthly_fee = '-1': must be a number >= 0"),
+        (('event = "activated"', 'event = "payment"'), r"one_time_prices.connection.event = 'payment': expected one of activated, plan_changed"),
+        (('plans = ["plus"]', 'plans = ["gold"]'), r"one_time_prices.plan_change.plans = \['gold'\]: expected a non-empty list of lite, plus"),
+        (('price = "25.00"', 'price = 25.0'), r"one_time_prices.connection.price = 25.0: write money .* quoted decimal"),
+        (('decimals = 2\n\n[tiers', 'decimals = 3\n\n[tiers'), r"one_time_prices.plan_change.decimals = 3: at most 2"),
+        (('event = "plan_changed"\nplans = ["plus"]', 'event = "activated"\nplans = ["plus"]'),
+         r"one_time_prices.plan_change: applies to activated on plan plus like one_time_prices.connection"),
     ],
 )
 def test_invalid_catalogs_fail_with_one_line_naming_the_key(change, message):
@@ -61,6 +73,8 @@ def test_versions_are_appended_never_edited(local_settings, tmp_path):
     assert national == {1: D("0.100000"), 2: D("0.080000")}  # version 1 kept as it was
     assert all(lake.exists(t) for t in REFERENCE_TABLES)
     assert {r["version"] for r in lake.read("reference/tariff_vat").to_pylist()} == {1, 2}
+    one_time = {(r["version"], r["price_id"]): (r["event"], r["plans"], r["price"]) for r in lake.read("reference/tariff_one_time_prices").to_pylist()}
+    assert one_time[(2, "plan_change")] == one_time[(1, "plan_change")] == ("plan_changed", ["plus"], D("4.995000"))
     path.write_text(TEST_CATALOG)
     with pytest.raises(CatalogError, match="loaded version 2 is missing"):
         load_catalog(local_settings, path)
@@ -71,3 +85,18 @@ def test_the_applicable_version_is_the_highest_valid_at_the_time():
     assert version_for(versions, datetime(2026, 9, 30, tzinfo=UTC)).version == 1
     assert version_for(versions, datetime(2026, 10, 1, tzinfo=UTC)).version == 2
     assert version_for(versions, datetime(2025, 1, 1, tzinfo=UTC)) is None
+
+
+def test_a_reference_table_missing_from_an_older_lake_is_written_for_every_version(local_settings, tmp_path):
+    # a lake loaded before reference/tariff_one_time_prices existed: the next load writes it whole
+    path = tmp_path / "catalog.toml"
+    path.write_text(TEST_CATALOG + CORRECTION)
+    lake = Lake.from_settings(local_settings)
+    assert load_catalog(local_settings, path).loaded == [1, 2]
+    shutil.rmtree(Path(lake.uri("reference/tariff_one_time_prices")))
+    assert not lake.exists("reference/tariff_one_time_prices")
+    result = load_catalog(local_settings, path)
+    assert result.loaded == [] and result.unchanged == [1, 2] and "reference/tariff_one_time_prices" in result.table_versions
+    rows = lake.read("reference/tariff_one_time_prices").to_pylist()
+    assert sorted((r["version"], r["price_id"]) for r in rows) == [(1, "connection"), (1, "plan_change"), (2, "connection"), (2, "plan_change")]
+    assert load_catalog(local_settings, path).table_versions == {}  # nothing left to write
