@@ -149,7 +149,7 @@ SUITES: list[Suite] = [
         table=INVOICE_LINES,
         expectations=lambda: [
             E.ExpectCompoundColumnsToBeUnique(column_list=["bill_no", "line_id"]),
-            E.ExpectColumnValuesToBeInSet(column="line_type", value_set=["recurring", "usage", "adjustment", "tax"]),
+            E.ExpectColumnValuesToBeInSet(column="line_type", value_set=["recurring", "one_off", "usage", "adjustment", "tax"]),
             E.ExpectColumnValuesToNotBeNull(column="amount"),
         ],
         description="a duplicated or unknown invoice line: sql/billing/invoice_lines.sql",

@@ -195,9 +195,39 @@ def recurring(versions: list[TariffVersion], subscribers: list[dict], cycle: str
     return {k: round_fraction(Fraction(v.plans[k[2]].monthly_fee) * n / days_in, 2, "half_up") for k, n in days.items()}
 
 
-def invoices(versions: list[TariffVersion], subscribers: list[dict], rated: dict[str, Rated], cycle: str) -> dict[str, dict[str, Decimal]]:
-    """account -> {excl, tax, incl} for a cycle whose usage is all in ``rated``."""
+def one_offs(versions: list[TariffVersion], subscribers: list[dict], events: list[dict], cycle: str) -> dict[str, tuple[str, Decimal]]:
+    """event_id -> (account, one-time charge) for the cycle's lifecycle events (first copy of each
+    event_id): the price valid at the event time whose event kind and plans match, rounded once."""
+    start = datetime.strptime(cycle + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
+    end = (start + timedelta(days=32)).replace(day=1)
+    by_sub = defaultdict(list)
+    for s in subscribers:
+        by_sub[s["subscriber_id"]].append(s)
+    out: dict[str, tuple[str, Decimal]] = {}
+    seen = set()
+    for e in events:
+        if e["event_id"] in seen or not start <= e["occurred_at"] < end:
+            continue
+        seen.add(e["event_id"])
+        state = interval_at(by_sub.get(e["subscriber_id"], []), e["occurred_at"])
+        v = version_for(versions, e["occurred_at"])
+        if state is None or v is None:
+            continue
+        for o in v.one_time.values():
+            if o.event == e["kind"] and (o.plans is None or e["plan_id"] in o.plans):
+                amount = round_fraction(Fraction(o.price), o.decimals, o.rounding)
+                if amount > 0:
+                    out[e["event_id"]] = (state["account_id"], amount)
+    return out
+
+
+def invoices(versions: list[TariffVersion], subscribers: list[dict], rated: dict[str, Rated], cycle: str,
+             events: list[dict] = ()) -> dict[str, dict[str, Decimal]]:
+    """account -> {excl, tax, incl} for a cycle whose usage is all in ``rated`` and whose
+    lifecycle events (for one-off charges) are ``events``."""
     lines: dict[str, list[Decimal]] = defaultdict(list)
+    for account, amount in one_offs(versions, subscribers, list(events), cycle).values():
+        lines[account].append(amount)
     for (account, _sub, _plan), amount in recurring(versions, subscribers, cycle).items():
         lines[account].append(amount)
     usage: dict[tuple, Fraction] = defaultdict(Fraction)

@@ -24,9 +24,12 @@ RERATED = "gold/billing/rerated_usage"
 INVOICES = "gold/billing/invoices"
 INVOICE_LINES = "gold/billing/invoice_lines"
 BILL_RUNS = "gold/billing/bill_runs"
+ONE_OFF = "gold/billing/one_off_charges"
+BSS_EVENTS = "bronze/bss.events"  # lifecycle events have no silver table; one_off_charges dedupes by event_id
 VIEWS = ("stg_usage", "effective_rated_usage")  # read once or filtered by their readers: not materialised
 
-# Gold tables the models read before they exist (first run): just the columns the SQL uses.
+# Tables the models read before they exist (first run; a lake built without BSS events, as
+# some tests build silver directly): just the columns the SQL uses.
 PLACEHOLDERS = {
     RATED: "record_id varchar, subscriber_id varchar, account_id varchar, cycle varchar, billed_cycle varchar, "
     "event_type varchar, allowance_id varchar, included_base bigint, tiers_id varchar, tier_billed_base bigint, "
@@ -36,6 +39,10 @@ PLACEHOLDERS = {
     "tier_billed_base bigint, charge decimal(18,4), tariff_version bigint",
     ADJUSTMENTS: "adjustment_id varchar, account_id varchar, for_cycle varchar, billed_cycle varchar, reason varchar, "
     "event_type varchar, amount decimal(18,4), count_records bigint, run_id varchar",
+    ONE_OFF: "event_id varchar, billed_cycle varchar",
+    BSS_EVENTS: "event_id varchar, subscriber_id varchar, account_id varchar, occurred_at timestamptz, kind varchar, "
+    "plan_id varchar, _kafka_timestamp timestamptz, _ingested_at timestamptz, _kafka_partition integer, _kafka_offset bigint, "
+    "_source varchar, _source_row bigint, event_month varchar",
 }
 StepCallback = Callable[[str], None]
 

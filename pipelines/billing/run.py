@@ -21,6 +21,7 @@ from pipelines.billing.engine import (
     BILL_RUNS,
     INVOICE_LINES,
     INVOICES,
+    ONE_OFF,
     PLACEHOLDERS,
     RATED,
     RERATED,
@@ -40,11 +41,11 @@ from pipelines.duck import model_sql
 from pipelines.errors import BillingError
 from pipelines.lake import Lake, utcnow
 
-OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, INVOICE_LINES, INVOICES)
+OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES)
 
 SETUP_MODELS = ("version_periods", "rate_lookup")
 BUCKET_MODELS = ("usage_scope", "minute_calendar", "allowance_prior", "usage_context", "rated_usage", "unrated", "usage_charges")
-INVOICE_MODELS = ("recurring_charges", "late_adjustments", "invoice_lines", "invoices")
+INVOICE_MODELS = ("recurring_charges", "one_off_charges", "late_adjustments", "invoice_lines", "invoices")
 RERATE_MODELS = (*SETUP_MODELS, *BUCKET_MODELS[:5], "rerated_usage", "rerate_adjustments")
 BATCH_ROWS = 1_000_000
 _CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -178,11 +179,15 @@ def _split_scope(con: duckdb.DuckDBPyConnection, split: Path, buckets: int, on_s
                 f"to '{split}' (format parquet, partition_by (bucket))")
 
 
-def _params(mode: str, cycle: Cycle, target: Cycle, run_id: str, rerate_seq: int = 0) -> dict[str, Any]:
+def _params(mode: str, cycle: Cycle, target: Cycle, run_id: str, rerate_seq: int = 0, first_billed: Cycle | None = None) -> dict[str, Any]:
+    """Run parameters; ``billing_start`` is the start of the first billed cycle (this one on the
+    first run): lifecycle events before it are history from before billing and never charged."""
+    first = first_billed or cycle
     return {
         "mode": mode, "cycle": cycle.name, "target_cycle": target.name, "run_id": run_id, "rerate_seq": rerate_seq,
         "cycle_start": cycle.start, "cycle_end": cycle.end, "cycle_start_date": cycle.start.date(),
         "cycle_end_date": cycle.end.date(), "days_in_cycle": cycle.days,
+        "billing_start": first.start, "billing_start_cycle": first.name,
     }
 
 
@@ -240,7 +245,8 @@ def bill_run(
     versions = _pin(lake)
     options = engine_options(settings)
     buckets = bucket_count(lake, c, versions[SILVER_USAGE], options.pop("bucket_rows"))
-    con = connect(lake, versions, _params("bill", c, c, run_id), options)
+    first_billed = Cycle.parse(min(closed)) if closed else c
+    con = connect(lake, versions, _params("bill", c, c, run_id, first_billed=first_billed), options)
     run_models(con, SETUP_MODELS, on_step)
     _refuse_rows(con, "check_subscriber_intervals", "silver/subscribers has overlapping validity intervals (an event would be rated twice)")
     meta = {"run_id": run_id, "cycle": c.name, "input_versions": json.dumps(versions, sort_keys=True)}
@@ -277,6 +283,7 @@ def bill_run(
     if on_step:
         on_step("writing invoices")
     _replace(lake, ADJUSTMENTS, fetch(con, "late_adjustments", "adjustment_id"), f"{pred} and reason = 'late_usage'", meta)
+    _replace(lake, ONE_OFF, fetch(con, "one_off_charges", "event_id"), pred, meta, ["billed_cycle"])
     _replace(lake, INVOICE_LINES, fetch(con, "invoice_lines", "bill_no, line_id"), f"cycle = '{c.name}'", meta, ["cycle"])
     _replace(lake, INVOICES, fetch(con, "invoices", "bill_no"), f"cycle = '{c.name}'", meta, ["cycle"])
     con.close()

@@ -1,5 +1,6 @@
 -- invoice_lines: one row per invoice line (key: bill_no, line_id). Lines: recurring plan fees
--- (prorated by days), usage by event type (sum of event charges, rounded half-up to cents),
+-- (prorated by days), one-off charges (one per charged BSS event, `one_off:<event_id>`; a late
+-- event's line carries its own cycle in for_cycle), usage by event type (sum of event charges, rounded half-up to cents),
 -- adjustments billed on this cycle (late usage, rerates) and one tax line: VAT of the account's
 -- country on the sum of the other lines, rounded half-up to cents.
 with params as (
@@ -7,6 +8,9 @@ with params as (
 ),
 recurring as (
     select * from recurring_charges
+),
+one_offs as (
+    select * from one_off_charges
 ),
 usage as (
     select * from usage_charges where not is_late
@@ -35,6 +39,13 @@ recurring_lines as (
            days::bigint as quantity, null::varchar as for_cycle, amount_e4
     from recurring
 ),
+one_off_lines as (
+    select account_id, 'one_off:' || event_id as line_id, 'one_off' as line_type, subscriber_id,
+           price_name || ' (' || kind || ' ' || strftime(occurred_at, '%Y-%m-%d')
+               || case when is_late then ', late for ' || cycle else '' end || ')' as description,
+           1::bigint as quantity, case when is_late then cycle end as for_cycle, to_e4(amount) as amount_e4
+    from one_offs
+),
 usage_lines as (
     select account_id, 'usage:' || event_type as line_id, 'usage' as line_type, null::varchar as subscriber_id,
            'Usage: ' || event_type as description, sum(count_records)::bigint as quantity, null::varchar as for_cycle,
@@ -50,6 +61,7 @@ adjustment_lines as (
 ),
 charge_lines as (
     select * from recurring_lines
+    union all select * from one_off_lines
     union all select * from usage_lines
     union all select * from adjustment_lines
 ),

@@ -7,15 +7,17 @@ from decimal import Decimal as D
 import pytest
 
 from pipelines.billing.reference import load_catalog
-from pipelines.billing.run import INVOICE_LINES, INVOICES, RATED, UNRATED, bill_run, rerate
+from pipelines.billing.run import INVOICE_LINES, INVOICES, ONE_OFF, RATED, UNRATED, bill_run, rerate
 from pipelines.errors import BillingError
 from pipelines.lake import Lake
 from tests.billing_data import (
     CORRECTION,
     TEST_CATALOG,
+    bss,
     interval,
     ts,
     usage,
+    write_bss,
     write_subscribers,
     write_usage,
 )
@@ -93,6 +95,57 @@ def test_late_usage_is_billed_once_as_an_adjustment_on_the_next_cycle(lake, loca
     dec_lines = rows(lake, INVOICE_LINES, cycle="2026-12")
     assert not [x for x in dec_lines if x["line_type"] == "adjustment"]
     assert len(rows(lake, RATED, record_id=late["record_id"])) == 1
+
+
+def test_one_off_charges_are_idempotent_across_a_crashed_run(lake, local_settings):
+    # SUB2 is activated on plus on Oct 12 09:30: connection fee 25.00 + plus 19.99 x 20/31 = 12.8968 -> 12.90
+    write_subscribers(lake, [interval("SUB1", "ACC1", "lite", "2026-09-01T00:00:00"),
+                             interval("SUB2", "ACC2", "plus", "2026-10-12T09:30:00")])
+    write_bss(lake, [bss("E1", "SUB2", "ACC2", "activated", "2026-10-12T09:30:00", plan_id="plus")])
+    write_usage(lake, [call("2026-10-05T10:00:00", 60)])  # inside SUB1's allowance: 0
+
+    def crash(_settings, _tables):
+        raise RuntimeError("gate down")
+
+    with pytest.raises(RuntimeError):
+        bill_run(local_settings, "2026-10", now=NOW, gate=crash)
+    first = {t: rows(lake, t) for t in (ONE_OFF, INVOICES, INVOICE_LINES)}
+    bill_run(local_settings, "2026-10", now=NOW)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "closed_at"} for r in rs]  # noqa: E731
+    assert {t: strip(rows(lake, t)) for t in first} == {t: strip(v) for t, v in first.items()}
+    assert [(r["event_id"], r["amount"]) for r in rows(lake, ONE_OFF)] == [("E1", D("25.0000"))]
+    inv = rows(lake, INVOICES, billing_account_id="ACC2")[0]
+    # 25.00 + 12.90 = 37.90; VAT 19% = 7.201 -> 7.20; total 45.10
+    assert (inv["bill_no"], inv["amount_excl_tax"], inv["tax"], inv["amount_incl_tax"]) == ("INV-202610-ACC2", D("37.90"), D("7.20"), D("45.10"))
+    lines = {x["line_id"]: x for x in rows(lake, INVOICE_LINES, billing_account_id="ACC2")}
+    assert (lines["one_off:E1"]["line_type"], lines["one_off:E1"]["amount"], lines["one_off:E1"]["description"]) == (
+        "one_off", D("25.00"), "Connection fee (activated 2026-10-12)")
+
+
+def test_a_late_plan_change_is_charged_once_on_the_next_open_cycle(lake, local_settings):
+    write_usage(lake, [call("2026-10-05T10:00:00", 60)])  # inside SUB1's allowance: 0
+    bill_run(local_settings, "2026-10", now=NOW)
+    assert not rows(lake, ONE_OFF)
+    # SUB1's change to plus on Oct 20 reaches the lake on Nov 2, after October was closed
+    write_subscribers(lake, [interval("SUB1", "ACC1", "lite", "2026-09-01T00:00:00", "2026-10-20T10:00:00"),
+                             interval("SUB1", "ACC1", "plus", "2026-10-20T10:00:00")])
+    write_bss(lake, [bss("E9", "SUB1", "ACC1", "plan_changed", "2026-10-20T10:00:00", plan_id="plus", arrived_at="2026-11-02T08:00:00")])
+    october = rows(lake, INVOICE_LINES, cycle="2026-10")
+    bill_run(local_settings, "2026-11", now=NOW)
+    assert rows(lake, INVOICE_LINES, cycle="2026-10") == october  # a closed cycle is never rewritten
+    (charge,) = rows(lake, ONE_OFF)
+    assert (charge["event_id"], charge["cycle"], charge["billed_cycle"], charge["is_late"], charge["amount"]) == (
+        "E9", "2026-10", "2026-11", True, D("5.0000"))
+    lines = {x["line_id"]: x for x in rows(lake, INVOICE_LINES, cycle="2026-11")}
+    late = lines["one_off:E9"]
+    assert (late["amount"], late["for_cycle"], late["description"]) == (D("5.00"), "2026-10", "Plan change fee (plan_changed 2026-10-20, late for 2026-10)")
+    # November: plus 19.99 (30/30 days) + late plan-change fee 4.995 -> 5.00 = 24.99; VAT 4.7481 -> 4.75
+    inv = rows(lake, INVOICES, cycle="2026-11")[0]
+    assert (inv["amount_excl_tax"], inv["tax"], inv["amount_incl_tax"]) == (D("24.99"), D("4.75"), D("29.74"))
+    # December: the late event is not billed twice
+    bill_run(local_settings, "2026-12", now=NOW)
+    assert not [x for x in rows(lake, INVOICE_LINES, cycle="2026-12") if x["line_type"] == "one_off"]
+    assert [r["event_id"] for r in rows(lake, ONE_OFF)] == ["E9"]
 
 
 def test_rerate_after_a_tariff_fix_credits_the_difference_on_the_next_invoice(lake, local_settings, catalog):

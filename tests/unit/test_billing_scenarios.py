@@ -11,7 +11,16 @@ from pipelines.billing.reference import load_catalog
 from pipelines.billing.run import bill_run
 from pipelines.lake import Lake
 from tests import billing_reference as ref
-from tests.billing_data import TEST_CATALOG, interval, ts, usage, write_subscribers, write_usage
+from tests.billing_data import (
+    TEST_CATALOG,
+    bss,
+    interval,
+    ts,
+    usage,
+    write_bss,
+    write_subscribers,
+    write_usage,
+)
 
 CYCLE = "2026-10"
 
@@ -37,10 +46,12 @@ SUBSCRIBERS = [
 ]
 
 
-def bill(settings, rows):
+def bill(settings, rows, events=()):
     lake = Lake.from_settings(settings)
     write_subscribers(lake, SUBSCRIBERS)
     write_usage(lake, rows)
+    if events:
+        write_bss(lake, list(events))
     result = bill_run(settings, CYCLE, now=ts("2027-01-01T00:00:00"))
     rated = {r["record_id"]: r for r in lake.read("gold/billing/rated_usage").to_pylist()}
     unrated = {r["record_id"]: r["reason"] for r in lake.read("gold/billing/unrated").to_pylist()}
@@ -52,7 +63,7 @@ def bill(settings, rows):
     assert {k: v.charge for k, v in ref_rated.items()} == {k: r["charge"] for k, r in rated.items()}
     assert {k: v.included for k, v in ref_rated.items()} == {k: r["included_base"] for k, r in rated.items()}
     assert ref_unrated == unrated
-    ref_invoices = ref.invoices(versions, SUBSCRIBERS, ref_rated, CYCLE)
+    ref_invoices = ref.invoices(versions, SUBSCRIBERS, ref_rated, CYCLE, events)
     assert {a: (v["excl"], v["tax"], v["incl"]) for a, v in ref_invoices.items()} == {
         a: (r["amount_excl_tax"], r["tax"], r["amount_incl_tax"]) for a, r in invoices.items()
     }
@@ -138,3 +149,31 @@ def test_proration_band_direction_and_unrated_reasons(lake, local_settings):
     # SUB5 (AT, 20% VAT): billed Oct 10-19 (activation day yes, termination day no) = 10 days:
     #   19.99 x 10/31 = 6.4484 -> 6.45; VAT 1.29; total 7.74
     assert (invoices["ACC5"]["amount_excl_tax"], invoices["ACC5"]["tax"], invoices["ACC5"]["amount_incl_tax"]) == (D("6.45"), D("1.29"), D("7.74"))
+
+
+def test_one_off_charges_for_an_activation_and_a_plan_change(lake, local_settings):
+    events = [
+        bss("E0", "SUB1", "ACC1", "activated", "2026-09-01T00:00:00", plan_id="lite"),  # before billing started
+        bss("E1", "SUB5", "ACC5", "activated", "2026-10-10T15:00:00", plan_id="plus", offset=1),
+        bss("E1", "SUB5", "ACC5", "activated", "2026-10-10T15:00:00", plan_id="plus", offset=7),  # redelivered copy
+        bss("E2", "SUB4", "ACC4", "plan_changed", "2026-10-15T10:00:00", plan_id="plus", offset=2),
+        bss("E3", "SUB5", "ACC5", "terminated", "2026-10-20T12:00:00", offset=3),  # no one-time price for it
+        bss("E4", "SUB2", "ACC2", "payment", "2026-10-05T09:00:00", offset=4),  # not a lifecycle event
+    ]
+    _, _, _, invoices, lines = bill(local_settings, [], events)
+    one_offs = {k: v for k, v in lines.items() if k[1].startswith("one_off:")}
+    assert one_offs == {("ACC5", "one_off:E1"): D("25.00"), ("ACC4", "one_off:E2"): D("5.00")}
+    # ACC5 (AT, 20% VAT): SUB5 activated Oct 10 15:00 on plus, terminated Oct 20 12:00.
+    #   recurring: Oct 10-19 = 10 days, 19.99 x 10/31 = 6.4484 -> 6.45
+    #   connection fee 25.00 (once, though E1 was delivered twice)
+    #   excl 6.45 + 25.00 = 31.45; VAT 31.45 x 0.20 = 6.29; total 37.74
+    assert (invoices["ACC5"]["amount_excl_tax"], invoices["ACC5"]["tax"], invoices["ACC5"]["amount_incl_tax"]) == (D("31.45"), D("6.29"), D("37.74"))
+    # ACC4: lite Oct 1-14 4.51 + plus Oct 15-31 10.96 + plan-change fee 4.995 half-up -> 5.00 = 20.47;
+    #   VAT 20.47 x 0.19 = 3.8893 -> 3.89; total 24.36
+    assert (invoices["ACC4"]["amount_excl_tax"], invoices["ACC4"]["tax"], invoices["ACC4"]["amount_incl_tax"]) == (D("20.47"), D("3.89"), D("24.36"))
+    # ACC1's activation in September is history from before the first billed cycle: no fee
+    assert invoices["ACC1"]["amount_excl_tax"] == D("9.99")
+    charges = {r["event_id"]: r for r in Lake.from_settings(local_settings).read("gold/billing/one_off_charges").to_pylist()}
+    assert set(charges) == {"E1", "E2"}
+    e2 = charges["E2"]
+    assert (e2["cycle"], e2["billed_cycle"], e2["is_late"], e2["price_id"], e2["tariff_version"]) == ("2026-10", "2026-10", False, "plan_change", 1)

@@ -51,7 +51,13 @@ def test_sql_and_reference_agree_on_the_simulated_week(local_settings, tmp_path)
     assert sum(1 for e in expected.values() if e.charge > 0) > 10_000  # the week is not all allowance
 
     invoices = {r["billing_account_id"]: r for r in lake.read("gold/billing/invoices").to_pylist()}
-    expected_invoices = ref.invoices(versions, subscribers, expected, "2026-10")
+    events = lake.read("bronze/bss.events", columns=["event_id", "subscriber_id", "occurred_at", "kind", "plan_id"]).to_pylist()
+    expected_invoices = ref.invoices(versions, subscribers, expected, "2026-10", events)
+    # the week's plan changes to lite or plus carry the plan-change fee (catalog version 2);
+    # the simulated subscribers were all activated before the week (history: no connection fee)
+    charges = lake.read("gold/billing/one_off_charges", columns=["event_id", "price_id"]).to_pylist()
+    assert {c["price_id"] for c in charges} == {"plan_change_fee"}
+    assert {c["event_id"] for c in charges} == set(ref.one_offs(versions, subscribers, events, "2026-10"))
     assert set(invoices) == set(expected_invoices)
     wrong = [(a, e, invoices[a]["amount_incl_tax"]) for a, e in expected_invoices.items()
              if (invoices[a]["amount_excl_tax"], invoices[a]["tax"], invoices[a]["amount_incl_tax"]) != (e["excl"], e["tax"], e["incl"])]
