@@ -20,11 +20,9 @@ from datetime import timedelta
 
 import polars as pl
 import pyarrow as pa
-from bytewax.dataflow import Dataflow
 
-from pipelines.config import Settings, load_settings
+from pipelines.config import Settings
 from pipelines.contracts import NETWORK
-from pipelines.kafka_source import StopFlag
 from pipelines.stream_alerts import (
     ALERT_KEYS,
     ALERT_SCHEMA,
@@ -35,7 +33,7 @@ from pipelines.stream_alerts import (
     load_state,
 )
 from pipelines.stream_config import StreamConfig, stream_config
-from pipelines.stream_flow import OnCommit, add_flow
+from pipelines.stream_flow import flow_module
 from pipelines.stream_state import FlowSpec, Output, Result, too_late_rows
 from pipelines.stream_windows import KeyedWindows, WindowSpec
 
@@ -225,17 +223,4 @@ def spec(settings: Settings) -> FlowSpec:
     return flow_spec
 
 
-def build_flow(settings: Settings, *, until_caught_up: bool = False, stop: StopFlag | None = None, on_commit: OnCommit | None = None) -> Dataflow:
-    """The cell KPI + network alerts dataflow."""
-    flow = Dataflow("cell_kpi")
-    add_flow(flow, spec(settings), settings, until_caught_up=until_caught_up, stop=stop, on_commit=on_commit)
-    return flow
-
-
-def __getattr__(name: str):
-    # `python -m bytewax.run dataflows.cell_kpi:flow` builds the flow lazily from the environment.
-    if name == "flow":
-        import os
-
-        return build_flow(load_settings(), until_caught_up=os.environ.get("TELCOLAKE_UNTIL_CAUGHT_UP") == "1")
-    raise AttributeError(name)
+build_flow, __getattr__ = flow_module("cell_kpi", spec, "The cell KPI + network alerts dataflow.")

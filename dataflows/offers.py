@@ -14,14 +14,12 @@ from datetime import timedelta
 import msgspec
 import polars as pl
 import pyarrow as pa
-from bytewax.dataflow import Dataflow
 
 from dataflows.fraud import USAGE_COLUMNS, dedupe
-from pipelines.config import Settings, load_settings
+from pipelines.config import Settings
 from pipelines.contracts import USAGE
-from pipelines.kafka_source import StopFlag
 from pipelines.stream_config import OfferRules, stream_config
-from pipelines.stream_flow import OnCommit, add_flow
+from pipelines.stream_flow import flow_module
 from pipelines.stream_state import FlowSpec, Output, Result, too_late_rows
 from pipelines.stream_windows import KeyedWindows, WindowSpec
 
@@ -126,17 +124,4 @@ def spec(settings: Settings) -> FlowSpec:
     return flow_spec
 
 
-def build_flow(settings: Settings, *, until_caught_up: bool = False, stop: StopFlag | None = None, on_commit: OnCommit | None = None) -> Dataflow:
-    """The offer-trigger dataflow."""
-    flow = Dataflow("offers")
-    add_flow(flow, spec(settings), settings, until_caught_up=until_caught_up, stop=stop, on_commit=on_commit)
-    return flow
-
-
-def __getattr__(name: str):
-    # `python -m bytewax.run dataflows.offers:flow` builds the flow lazily from the environment.
-    if name == "flow":
-        import os
-
-        return build_flow(load_settings(), until_caught_up=os.environ.get("TELCOLAKE_UNTIL_CAUGHT_UP") == "1")
-    raise AttributeError(name)
+build_flow, __getattr__ = flow_module("offers", spec, "The offer-trigger dataflow.")

@@ -39,7 +39,35 @@ def _broker(run: DemoRun) -> dict[str, Any]:
 
     bootstrap = broker.ensure_broker(run.settings)
     topics = broker.ensure_topics(bootstrap, run.settings.topics, extra=run.settings.kafka_client)
-    return {"bootstrap": bootstrap, "topics": len(topics)}
+    out: dict[str, Any] = {"bootstrap": bootstrap, "topics": len(topics)}
+    moved = _set_aside_stale_lake(run.settings, bootstrap)
+    if moved:
+        out["earlier_lake_moved_to"] = moved
+    return out
+
+
+def _set_aside_stale_lake(settings: Settings, bootstrap: str) -> str | None:
+    """A local lake that has read further than the topics go (the embedded broker was restarted
+    since an earlier demo and lost its topics) is renamed, never deleted, so this run starts clean."""
+    import shutil
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from dataflows.ingest import resume_offsets
+    from pipelines.contracts import CONTRACTS
+    from pipelines.kafka_source import OffsetsAhead, check_resume
+    from pipelines.lake import Lake
+
+    try:
+        check_resume(bootstrap, [settings.topic(t) for t in CONTRACTS], resume_offsets(Lake.from_settings(settings), settings), settings.kafka_client)
+        return None
+    except OffsetsAhead:
+        if "://" in settings.lake_root:
+            raise
+    root = Path(settings.lake_root)
+    target = root.with_name(f"{root.name}.before-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    shutil.move(root, target)
+    return str(target)
 
 
 def _simulate(run: DemoRun) -> dict[str, Any]:

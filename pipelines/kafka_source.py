@@ -24,6 +24,8 @@ import numpy as np
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from pipelines.errors import TelcolakeError
+
 StartOffsets = Callable[[str, int], int]
 """(topic, partition) -> first offset to read."""
 
@@ -127,6 +129,60 @@ class StopFlag:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.set())
+
+
+class OffsetsAhead(TelcolakeError):
+    """The lake has read a partition past the topic's end: the topic was recreated or truncated."""
+
+
+def refuse_if_ahead(bootstrap: str, starts: dict[str, dict[int, int]], extra_conf: dict | None = None) -> None:
+    """Raise when a partition's resume offset is past the topic's true end.
+
+    Args:
+        starts: topic -> partition -> the offset the lake would resume from.
+
+    Raises:
+        OffsetsAhead: naming each such partition. Reading on would wait for offsets the new
+            topic may never reach, and once it does, treat other records as already landed.
+    """
+    from pipelines.broker import end_offsets
+
+    problems = []
+    for topic, parts in sorted(starts.items()):
+        ends = end_offsets(bootstrap, topic, extra=extra_conf)
+        for p, start in sorted(parts.items()):
+            if p in ends and start > ends[p]:
+                problems.append(f"{topic} partition {p}: the lake has read up to offset {start - 1:,}, the topic ends at {ends[p]:,}")
+    if problems:
+        raise OffsetsAhead(
+            "; ".join(problems) + ". The topic was recreated or truncated since (the embedded broker keeps topics in "
+            "memory: a broker restart empties them). Its records at those offsets are not the ones already landed, so "
+            "nothing is read: use a fresh lake (TELCOLAKE_LAKE) for the new topic, or recreate topic and lake together."
+        )
+
+
+def check_resume(bootstrap: str, topics: list[str], start_offsets: Callable[[str, int], int], extra_conf: dict | None = None) -> None:
+    """Before a dataflow starts: refuse (:class:`OffsetsAhead`) to resume a partition past its topic's end.
+
+    Only partitions whose resume offset is past the reported high watermark are read to their
+    true end (the embedded broker under-reports it, so that is normal there after a full read).
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "telcolake-offsets", "enable.auto.commit": False,
+                         "log_level": 2, **(extra_conf or {})})
+    beyond: dict[str, dict[int, int]] = {}
+    try:
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            for p in sorted(meta.partitions):
+                start = int(start_offsets(topic, p))
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if start > high:
+                    beyond.setdefault(topic, {})[p] = start
+    finally:
+        consumer.close()
+    refuse_if_ahead(bootstrap, beyond, extra_conf)
 
 
 class _KafkaPartition(StatelessSourcePartition[RawBatch]):

@@ -12,7 +12,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pipelines.broker import client_config, resolve_bootstrap
 from pipelines.config import Settings
-from pipelines.kafka_source import KafkaBatchSource, StopFlag
+from pipelines.kafka_source import KafkaBatchSource, StopFlag, check_resume
 from pipelines.lake import Lake
 from pipelines.stream_config import stream_config
 from pipelines.stream_state import (
@@ -108,10 +108,12 @@ def add_flow(
     lake = Lake.from_settings(settings)
     prepare_tables(lake, spec)
     topic = settings.topic(spec.contract.topic)
+    resume = start_offsets(lake, spec)
+    check_resume(bootstrap, [topic], resume, settings.kafka_client)
     source = KafkaBatchSource(
         bootstrap,
         [topic],
-        start_offsets(lake, spec),
+        resume,
         until_caught_up=until_caught_up,
         flush_rows=cfg.flush_rows,
         flush_seconds=cfg.flush_seconds,
@@ -126,3 +128,29 @@ def add_flow(
     parts = op.flat_map(f"{n}_split", raw, partial(split, spec))  # (shard, Part) for every shard
     emits = op.stateful_map(f"{n}_shard", parts, partial(_apply, lake, spec, topic))  # (shard, Emit)
     op.output(f"{n}_commit", emits, CommitSink(lake, spec, conf, out_topic, on_commit))
+
+
+def flow_module(name: str, spec_of: Callable[[Settings], FlowSpec], doc: str) -> tuple[Callable[..., Dataflow], Callable[[str], Dataflow]]:
+    """``build_flow`` and the module ``__getattr__`` of a dataflow module holding one flow spec.
+
+    ``python -m bytewax.run dataflows.<module>:flow`` reads the module's ``flow``, built lazily
+    from the environment (``TELCOLAKE_UNTIL_CAUGHT_UP=1`` stops once caught up).
+    """
+
+    def build_flow(settings: Settings, *, until_caught_up: bool = False, stop: StopFlag | None = None,
+                   on_commit: OnCommit | None = None) -> Dataflow:
+        flow = Dataflow(name)
+        add_flow(flow, spec_of(settings), settings, until_caught_up=until_caught_up, stop=stop, on_commit=on_commit)
+        return flow
+
+    def module_getattr(attr: str) -> Dataflow:
+        if attr == "flow":
+            import os
+
+            from pipelines.config import load_settings
+
+            return build_flow(load_settings(), until_caught_up=os.environ.get("TELCOLAKE_UNTIL_CAUGHT_UP") == "1")
+        raise AttributeError(attr)
+
+    build_flow.__doc__ = doc
+    return build_flow, module_getattr

@@ -121,3 +121,43 @@ def test_other_topics_land_typed(env, lake, kafka, contract_topic):
     if contract_topic == "bss.events":
         assert str(row["amount"]) == "12.3400" and row["attributes"] == '{"method":"card"}'
     assert lake.read(f"quarantine/{contract_topic}")["reason"].to_pylist() == ["malformed_json"]
+
+
+def test_a_lake_ahead_of_a_recreated_topic_is_refused_not_waited_on(env, lake, kafka, tmp_path, monkeypatch):
+    """The embedded broker keeps topics in memory: after a restart the lake has read past their end.
+    Ingest and the stream flows refuse at once (they used to wait forever), naming the partitions,
+    and land nothing."""
+    import dataclasses
+
+    from pipelines import broker
+    from pipelines.kafka_source import OffsetsAhead
+    from pipelines.streams import run_streams
+
+    topic = env.topic("usage.events")
+    produce(kafka, topic, usage_values(2000), partitions=4)
+    assert run_ingest(env, until_caught_up=True).rows["usage.events"] == 2000
+    run_streams(env, only="fraud", until_caught_up=True)
+
+    restarted = broker.start_embedded(tmp_path / "restarted-broker")
+    try:
+        broker.ensure_topics(restarted.address, env.topics)
+        produce(restarted.address, topic, usage_values(40, start=5000), partitions=4)
+        moved = dataclasses.replace(env, kafka_bootstrap=restarted.address)
+        version = lake.table("bronze/usage.events").version()
+        with pytest.raises(OffsetsAhead, match=rf"{topic} partition 0: the lake has read up to offset 499, the topic ends at 10\b"):
+            run_ingest(moved, until_caught_up=True)
+        with pytest.raises(OffsetsAhead, match="recreated or truncated"):
+            run_streams(moved, only="fraud", until_caught_up=True)
+        assert lake.table("bronze/usage.events").version() == version
+
+        # `telcolake demo` renames such a lake (never deletes it) and starts clean
+        from pathlib import Path
+
+        from pipelines.demo import _set_aside_stale_lake
+
+        kept = _set_aside_stale_lake(moved, restarted.address)
+        assert kept and not Path(env.lake_root).exists()
+        assert Lake(kept).table("bronze/usage.events").version() == version
+        assert _set_aside_stale_lake(moved, restarted.address) is None
+    finally:
+        broker.stop_embedded(tmp_path / "restarted-broker")
