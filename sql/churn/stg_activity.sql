@@ -8,10 +8,10 @@ usage as (
     select u.subscriber_id, u.event_date, coalesce(u._kafka_timestamp, u._ingested_at) as known_at
     from usage_activity u, params p
     where u.event_date >= p.activity_from and u.event_date < p.range_to
+      and coalesce(u._kafka_timestamp, u._ingested_at) < p.range_to_at
 ),
 known as (
     select distinct subscriber_id, event_date, greatest(event_date, cast(known_at as date)) + 1 as visible_from
-    from usage, params p
-    where known_at < p.range_to_at
+    from usage
 )
 select * from known

@@ -9,12 +9,12 @@ usage as (
     from usage_recent u, params p
     where u.event_date >= p.window_from and u.event_date < p.range_to
       and u.event_type in ('voice', 'sms') and u.called_number is not null
+      and coalesce(u._kafka_timestamp, u._ingested_at) < p.range_to_at
 ),
 known as (
     select subscriber_id, hash(called_number) as number_hash, event_date,
            greatest(event_date, cast(known_at as date)) + 1 as visible_from
-    from usage, params p
-    where known_at < p.range_to_at
+    from usage
 ),
 distinct_days as (
     select distinct subscriber_id, number_hash, event_date, visible_from from known

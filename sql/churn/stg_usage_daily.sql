@@ -13,11 +13,11 @@ usage as (
            coalesce(u._kafka_timestamp, u._ingested_at) as known_at
     from usage_recent u, params p
     where u.event_date >= p.scan_from and u.event_date < p.range_to
+      and coalesce(u._kafka_timestamp, u._ingested_at) < p.range_to_at
 ),
 known as (
     select u.*, greatest(u.event_date, cast(u.known_at as date)) + 1 as visible_from
     from usage u
-    where u.known_at < (select range_to_at from params)
 ),
 flagged as (
     select k.subscriber_id, k.event_date, k.visible_from,
