@@ -103,6 +103,10 @@ def connect_inputs(lake: Lake, cfg: ChurnSettings) -> tuple[duckdb.DuckDBPyConne
     con.execute(f"set memory_limit = '{cfg.memory_limit}'")
     if cfg.threads:
         con.execute(f"set threads = {cfg.threads}")
+    # Arrow scans carry no row-count estimate, so DuckDB would build its hash tables on the
+    # millions of usage rows instead of the small lookup table on the right of a join (the
+    # cell-day rates): the models write every join with its build side on the right.
+    con.execute("set disabled_optimizers = 'build_side_probe_side'")
     versions: dict[str, int] = {}
     for name in (SILVER_USAGE, BRONZE_BSS, BRONZE_NETWORK):
         dt = lake.maybe_table(name)
