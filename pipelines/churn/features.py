@@ -135,7 +135,7 @@ def stage(con: duckdb.DuckDBPyConnection, start: date, end: date, cfg: ChurnSett
     # pruning and only the columns a model reads); bounds from a joined table would not be.
     lo, act, hi = start - timedelta(days=35), start - timedelta(days=cfg.activity_ttl_days), end
     con.execute(f"create or replace temp view usage_recent as select * from silver_usage where event_date >= date '{lo}' and event_date < date '{hi}'")
-    con.execute(f"create or replace temp view usage_activity as select subscriber_id, event_date, _kafka_timestamp, _ingested_at from silver_usage where event_date >= date '{act}' and event_date < date '{hi}'")
+    con.execute(f"create or replace temp view usage_activity as select subscriber_id, event_date, _kafka_timestamp, _ingested_at from silver_usage where event_date >= date '{act}' and event_date < date '{lo}'")
     con.execute(f"create or replace temp view kpi_recent as select * from bronze_network_events where event_date >= date '{lo}' and event_date < date '{hi}'")
     for model in STAGES:
         con.execute(f"create or replace temp table {model} as {model_sql(f'churn/{model}')}")
