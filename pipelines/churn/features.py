@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from time import perf_counter
 
 import duckdb
@@ -43,6 +44,7 @@ class ChurnSettings:
     Attributes:
         activity_ttl_days: how far back ``days_since_last_activity`` looks (its cap).
         memory_limit: DuckDB memory before spilling.
+        temp_directory: where DuckDB spills (``<state dir>/duckdb-churn``; None = DuckDB's own).
         threads: DuckDB threads (0 = all cores).
         test_days: training holds out the last this many labelled as-of dates as the test set.
         gap_days: training rows are at least this many days before the first test date, so
@@ -51,7 +53,8 @@ class ChurnSettings:
     """
 
     activity_ttl_days: int = 90
-    memory_limit: str = "3GB"
+    memory_limit: str = "2GB"
+    temp_directory: str | None = None
     threads: int = 0
     test_days: int = 7
     gap_days: int = 30
@@ -63,9 +66,9 @@ class ChurnSettings:
         ttl = section.get("activity_ttl_days", 90)
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not 35 <= ttl <= 366:
             raise ConfigError(f"churn.activity_ttl_days = {ttl!r}: expected an integer from 35 to 366")
-        memory = section.get("memory_limit", "3GB")
+        memory = section.get("memory_limit", "2GB")
         if not isinstance(memory, str) or not memory[:1].isdigit():
-            raise ConfigError(f"churn.memory_limit = {memory!r}: expected a size such as '3GB'")
+            raise ConfigError(f"churn.memory_limit = {memory!r}: expected a size such as '2GB'")
         threads = section.get("threads", 0)
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
             raise ConfigError(f"churn.threads = {threads!r}: expected an integer >= 0 (0 = all cores)")
@@ -78,7 +81,8 @@ class ChurnSettings:
         top = section.get("offer_top_pct", 5.0)
         if not isinstance(top, int | float) or isinstance(top, bool) or not 0 < top <= 100:
             raise ConfigError(f"churn.offer_top_pct = {top!r}: expected a percentage in (0, 100]")
-        return cls(activity_ttl_days=ttl, memory_limit=memory, threads=threads, offer_top_pct=float(top), **ints)
+        spill = str(settings.state_dir / "duckdb-churn")
+        return cls(activity_ttl_days=ttl, memory_limit=memory, temp_directory=spill, threads=threads, offer_top_pct=float(top), **ints)
 
 
 @dataclass
@@ -101,6 +105,9 @@ def connect_inputs(lake: Lake, cfg: ChurnSettings) -> tuple[duckdb.DuckDBPyConne
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"set memory_limit = '{cfg.memory_limit}'")
+    if cfg.temp_directory:
+        Path(cfg.temp_directory).mkdir(parents=True, exist_ok=True)
+        con.execute(f"set temp_directory = '{cfg.temp_directory}'")
     if cfg.threads:
         con.execute(f"set threads = {cfg.threads}")
     # Arrow scans carry no row-count estimate, so DuckDB would build its hash tables on the
