@@ -15,7 +15,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pipelines.broker import resolve_bootstrap
 from pipelines.config import Settings, load_settings
 from pipelines.contracts import CONTRACTS, Limits
-from pipelines.kafka_source import KafkaBatchSource, RawBatch, StopFlag, check_resume
+from pipelines.kafka_source import KafkaBatchSource, RawBatch, StopFlag
 from pipelines.lake import Lake
 from pipelines.landing import BronzeWriter, DeadLetters, Landed, app_id, bronze_table
 
@@ -119,12 +119,10 @@ def build_flow(
     wanted = topics or list(CONTRACTS)
     names = [settings.topic(t) for t in wanted]
     i = settings.ingest
-    resume = resume_offsets(lake, settings)
-    check_resume(bootstrap, names, resume, settings.kafka_client)
     source = KafkaBatchSource(
         bootstrap,
         names,
-        resume,
+        resume_offsets(lake, settings),
         until_caught_up=until_caught_up,
         flush_rows=i.flush_rows,
         flush_bytes=i.flush_bytes,

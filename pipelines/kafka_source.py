@@ -135,11 +135,11 @@ class OffsetsAhead(TelcolakeError):
     """The lake has read a partition past the topic's end: the topic was recreated or truncated."""
 
 
-def refuse_if_ahead(bootstrap: str, starts: dict[str, dict[int, int]], extra_conf: dict | None = None) -> None:
-    """Raise when a partition's resume offset is past the topic's true end.
+def check_resume(bootstrap: str, topics: list[str], start_offsets: StartOffsets, extra_conf: dict | None = None) -> None:
+    """Refuse to resume any partition of ``topics`` past its topic's true end.
 
-    Args:
-        starts: topic -> partition -> the offset the lake would resume from.
+    Only partitions whose resume offset is past the reported high watermark are read to their
+    true end (the embedded broker under-reports it, so that is normal there after a full read).
 
     Raises:
         OffsetsAhead: naming each such partition. Reading on would wait for offsets the new
@@ -147,26 +147,6 @@ def refuse_if_ahead(bootstrap: str, starts: dict[str, dict[int, int]], extra_con
     """
     from pipelines.broker import end_offsets
 
-    problems = []
-    for topic, parts in sorted(starts.items()):
-        ends = end_offsets(bootstrap, topic, extra=extra_conf)
-        for p, start in sorted(parts.items()):
-            if p in ends and start > ends[p]:
-                problems.append(f"{topic} partition {p}: the lake has read up to offset {start - 1:,}, the topic ends at {ends[p]:,}")
-    if problems:
-        raise OffsetsAhead(
-            "; ".join(problems) + ". The topic was recreated or truncated since (the embedded broker keeps topics in "
-            "memory: a broker restart empties them). Its records at those offsets are not the ones already landed, so "
-            "nothing is read: use a fresh lake (TELCOLAKE_LAKE) for the new topic, or recreate topic and lake together."
-        )
-
-
-def check_resume(bootstrap: str, topics: list[str], start_offsets: Callable[[str, int], int], extra_conf: dict | None = None) -> None:
-    """Before a dataflow starts: refuse (:class:`OffsetsAhead`) to resume a partition past its topic's end.
-
-    Only partitions whose resume offset is past the reported high watermark are read to their
-    true end (the embedded broker under-reports it, so that is normal there after a full read).
-    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "telcolake-offsets", "enable.auto.commit": False,
                          "log_level": 2, **(extra_conf or {})})
     beyond: dict[str, dict[int, int]] = {}
@@ -182,7 +162,17 @@ def check_resume(bootstrap: str, topics: list[str], start_offsets: Callable[[str
                     beyond.setdefault(topic, {})[p] = start
     finally:
         consumer.close()
-    refuse_if_ahead(bootstrap, beyond, extra_conf)
+    problems = []
+    for topic, parts in sorted(beyond.items()):
+        ends = end_offsets(bootstrap, topic, extra=extra_conf)
+        problems += [f"{topic} partition {p}: the lake has read up to offset {start - 1:,}, the topic ends at {ends[p]:,}"
+                     for p, start in sorted(parts.items()) if start > ends.get(p, start)]
+    if problems:
+        raise OffsetsAhead(
+            "; ".join(problems) + ". The topic was recreated or truncated since (the embedded broker keeps topics in "
+            "memory: a broker restart empties them). Its records at those offsets are not the ones already landed, so "
+            "nothing is read: use a fresh lake (TELCOLAKE_LAKE) for the new topic, or recreate topic and lake together."
+        )
 
 
 class _KafkaPartition(StatelessSourcePartition[RawBatch]):
@@ -292,7 +282,8 @@ class KafkaBatchSource(DynamicSource[RawBatch]):
         bootstrap: Kafka bootstrap servers.
         topics: topics to read (every partition of each).
         start_offsets: (topic, partition) -> first offset to read; called once per
-            partition when a worker starts.
+            partition when a worker starts (and here, to refuse one past its topic's end
+            with :class:`OffsetsAhead` before the dataflow runs).
         until_caught_up: stop once each partition reached the end it had at start.
         flush_rows, flush_bytes, flush_seconds: emit a topic's batch at any of these.
         extra_conf: more librdkafka settings (SASL/SSL ...).
@@ -325,6 +316,7 @@ class KafkaBatchSource(DynamicSource[RawBatch]):
         self.group_id = group_id
         self.poll_records = min(flush_rows, 20_000)
         self.poll_timeout_s = 0.1
+        check_resume(bootstrap, self.topics, start_offsets, self.extra_conf)
 
     def partitions(self) -> list[tuple[str, int]]:
         """Every (topic, partition) to read, in a stable order."""

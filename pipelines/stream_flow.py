@@ -12,7 +12,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pipelines.broker import client_config, resolve_bootstrap
 from pipelines.config import Settings
-from pipelines.kafka_source import KafkaBatchSource, StopFlag, check_resume
+from pipelines.kafka_source import KafkaBatchSource, StopFlag
 from pipelines.lake import Lake
 from pipelines.stream_config import stream_config
 from pipelines.stream_state import (
@@ -108,12 +108,10 @@ def add_flow(
     lake = Lake.from_settings(settings)
     prepare_tables(lake, spec)
     topic = settings.topic(spec.contract.topic)
-    resume = start_offsets(lake, spec)
-    check_resume(bootstrap, [topic], resume, settings.kafka_client)
     source = KafkaBatchSource(
         bootstrap,
         [topic],
-        resume,
+        start_offsets(lake, spec),
         until_caught_up=until_caught_up,
         flush_rows=cfg.flush_rows,
         flush_seconds=cfg.flush_seconds,
