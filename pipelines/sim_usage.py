@@ -51,7 +51,7 @@ class UsageOut:
 
     frame: pl.DataFrame
     roamers: int
-    redial_subs: np.ndarray | None = None
+    redial_subs: np.ndarray
 
 
 def numbers(rng: np.random.Generator, plan: tuple[tuple[str, int], ...], n: int) -> pl.Series:
@@ -160,16 +160,13 @@ def _fraud_calls(rng: np.random.Generator, pop: Population, clock: Clock) -> dic
 
 def _redials(rng: np.random.Generator, t: np.ndarray, duration: np.ndarray, cell: np.ndarray, candidates: np.ndarray,
              incidents: list[tuple[int, int, int]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Calls dialled again after a drop on a cell in its incident.
+    """Calls dialled again after ``candidates`` (calls dropped on a cell in its incident).
 
     Returns:
         per redial its source row (the dropped call it repeats), start, duration and whether it
         dropped; and the rows of the first calls of chains with at least three drops (that call included).
     """
-    in_incident = np.zeros(len(t), bool)
-    for c, t0, t1 in incidents:
-        in_incident |= (cell == c) & (t >= t0) & (t < t1)
-    first = np.nonzero(candidates & in_incident)[0]
+    first = np.nonzero(candidates)[0]
     first = first[rng.random(len(first)) < REDIAL_P]
     src: list[int] = []
     starts: list[int] = []
@@ -199,10 +196,10 @@ def _redials(rng: np.random.Generator, t: np.ndarray, duration: np.ndarray, cell
 
 
 def make_usage(rng: np.random.Generator, pop: Population, clock: Clock, cells: pl.DataFrame, bss: BssOut,
-               incidents: list[tuple[int, int, int]], tag: str, redial_rng: np.random.Generator | None = None) -> UsageOut:
+               incidents: list[tuple[int, int, int]], tag: str, *, redial_rng: np.random.Generator) -> UsageOut:
     """Every usage record of the window, in event-time order, with record ids.
 
-    ``redial_rng`` (a stream of its own, so the other records stay what they were) adds the
+    ``redial_rng`` (a stream of its own, so the other records stay what they were) draws the
     redials of calls dropped during incidents.
     """
     roaming, plmn_of = _trips(rng, pop, clock)
@@ -277,24 +274,22 @@ def make_usage(rng: np.random.Generator, pop: Population, clock: Clock, cells: p
     bytes_up = (bytes_down * rng.uniform(0.04, 0.2, n)).astype(np.int64)
 
     # Dropped calls: a little always, a lot on a cell during its incident.
-    p_drop = np.full(n, DROP_P)
+    in_incident = np.zeros(n, bool)
     for c, t0, t1 in incidents:
-        p_drop[(cell == c) & (t >= t0) & (t < t1)] = INCIDENT_DROP_P
-    dropped = voice & (rng.random(n) < p_drop)
+        in_incident |= (cell == c) & (t >= t0) & (t < t1)
+    dropped = voice & (rng.random(n) < np.where(in_incident, INCIDENT_DROP_P, DROP_P))
     duration = np.where(dropped, np.maximum(1, (duration * rng.uniform(0.05, 0.8, n)).astype(np.int64)), duration)
-    chain_subs = np.zeros(0, np.int64)
-    if redial_rng is not None and incidents:
-        redial, chains = _redials(redial_rng, t, duration, cell, voice & dropped & ~is_fraud, incidents)
-        src, chain_subs = redial["src"], sub[chains]
-        if len(src):
-            def grow(a: np.ndarray, new: np.ndarray | None = None) -> np.ndarray:
-                return np.concatenate([a, a[src] if new is None else new])
+    redial, chains = _redials(redial_rng, t, duration, cell, dropped & in_incident & ~is_fraud, incidents)
+    src, chains_of = redial["src"], sub[chains]
+    if len(src):
+        def grow(a: np.ndarray, new: np.ndarray | None = None) -> np.ndarray:
+            return np.concatenate([a, a[src] if new is None else new])
 
-            sub, typ, cell, plmn, roam, direction, bytes_up, bytes_down, ott, voice, data = (
-                grow(a) for a in (sub, typ, cell, plmn, roam, direction, bytes_up, bytes_down, ott, voice, data))
-            t, duration, dropped = grow(t, redial["t"]), grow(duration, redial["duration"]), grow(dropped, redial["dropped"])
-            called = pl.concat([called, called.gather(src)])  # the same two parties again
-            n = len(sub)
+        sub, typ, cell, plmn, roam, direction, bytes_up, bytes_down, ott, voice, data = (
+            grow(a) for a in (sub, typ, cell, plmn, roam, direction, bytes_up, bytes_down, ott, voice, data))
+        t, duration, dropped = grow(t, redial["t"]), grow(duration, redial["duration"]), grow(dropped, redial["dropped"])
+        called = pl.concat([called, called.gather(src)])  # the same two parties again
+        n = len(sub)
 
     order = np.lexsort((sub, t))
     frame = pl.DataFrame(
@@ -322,7 +317,7 @@ def make_usage(rng: np.random.Generator, pop: Population, clock: Clock, cells: p
         _is_voice=pl.Series(voice[order]),
         _sub=pl.Series(sub[order]),
     )
-    return UsageOut(frame=frame, roamers=int(roaming.any(axis=1).sum()), redial_subs=chain_subs)
+    return UsageOut(frame=frame, roamers=int(roaming.any(axis=1).sum()), redial_subs=chains_of)
 
 
 def _active(pop: Population, bss: BssOut, sub: np.ndarray, t: np.ndarray) -> np.ndarray:
