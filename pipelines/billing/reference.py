@@ -140,17 +140,15 @@ def load_catalog(settings: Settings, path: str | Path | None = None) -> LoadResu
     # A content table added after versions were loaded (e.g. tariff_one_time_prices) is
     # written whole, for every version, so bill runs find every loaded version in it.
     absent = [name for name in CONTENT_TABLES if loaded and not lake.exists(name)]
-    if not new and not absent:
-        return result
-    tables = reference_tables(new)
-    numbers = ",".join(str(v.version) for v in new)
-    meta = {"catalog_versions": numbers}
     if absent:
         whole = reference_tables(versions)
         for name in absent:
             result.table_versions[name] = lake.write(name, whole[name], mode="overwrite", metadata={"catalog_versions": "all"})
     if not new:
         return result
+    tables = reference_tables(new)
+    numbers = ",".join(str(v.version) for v in new)
+    meta = {"catalog_versions": numbers}
     for name in (*CONTENT_TABLES, VERSIONS):
         if name in absent:
             continue

@@ -52,9 +52,9 @@ versioned as (
 ),
 priced as (
     select e.*, o.price_id, o.name as price_name, o.price, o.rounding, o.decimals,
-           -- price (1e-6 units) rounded to `decimals` places, then in 1e-4 units
-           round_div(to_micro(o.price), [1000000, 100000, 10000][o.decimals + 1]::hugeint, o.rounding)
-               * [10000, 1000, 100][o.decimals + 1]::hugeint as amount_e4
+           -- price rounded to `decimals` places, then in 1e-4 units (as rated_usage rounds a charge)
+           round_div(to_micro(o.price) * pow(10, o.decimals)::hugeint, 1000000::hugeint, o.rounding)
+               * pow(10, 4 - o.decimals)::hugeint as amount_e4
     from versioned e
     join prices o
       on o.version = e.tariff_version and o.event = e.kind
