@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import great_expectations as gx
 
+from pipelines.churn.features import FEATURE_COLUMNS
 from quality.core import Suite
 
 FEATURES = "gold/churn/features_daily"
 SCORES = "gold/churn/scores"
 OFFERS = "gold/churn/offers"
 E = gx.expectations
+# Null by definition: no call on a cell-day with a known drop rate / no payment yet.
+NULLABLE = ("cell_drop_rate_30d", "days_since_last_payment")
 REQUIRED = [
-    "subscriber_id", "account_id", "as_of_date", "status", "plan_id", "monthly_fee", "tenure_days",
-    "voice_min_7d", "voice_min_30d", "call_count_7d", "call_count_30d", "sms_count_7d", "sms_count_30d",
-    "data_mb_7d", "data_mb_30d", "voice_min_trend", "call_count_trend", "sms_count_trend", "data_mb_trend",
-    "distinct_called_numbers_30d", "intl_share_30d", "roaming_share_30d", "dropped_call_rate_30d",
-    "complaints_90d", "open_tickets", "payment_failures_90d", "downgrades_90d", "bundle_utilisation",
-    "ott_services_active", "days_since_last_activity",
+    "subscriber_id", "account_id", "as_of_date", "status", "plan_id",
+    *(c for c in FEATURE_COLUMNS if c not in NULLABLE),
 ]
 SHARES = ["intl_share_30d", "roaming_share_30d", "dropped_call_rate_30d", "cell_drop_rate_30d"]
 TRENDS = ["voice_min_trend", "call_count_trend", "sms_count_trend", "data_mb_trend"]

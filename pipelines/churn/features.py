@@ -35,6 +35,15 @@ EMPTY_NETWORK = pa.schema(
     [("cell_id", pa.string()), ("observed_at", TS), ("kind", pa.string()), ("call_attempts", pa.int64()),
      ("dropped_calls", pa.int64()), ("event_date", pa.date32()), ("_kafka_timestamp", TS), ("_ingested_at", TS)]
 )
+# The model's inputs, in model order: every column of features_daily but the keys, status and plan_id.
+FEATURE_COLUMNS = [
+    "tenure_days", "monthly_fee", "voice_min_7d", "voice_min_30d", "call_count_7d", "call_count_30d",
+    "sms_count_7d", "sms_count_30d", "data_mb_7d", "data_mb_30d", "voice_min_trend", "call_count_trend",
+    "sms_count_trend", "data_mb_trend", "distinct_called_numbers_30d", "intl_share_30d", "roaming_share_30d",
+    "dropped_call_rate_30d", "cell_drop_rate_30d", "complaints_90d", "open_tickets", "payment_failures_90d",
+    "days_since_last_payment", "downgrades_90d", "bundle_utilisation", "ott_services_active",
+    "days_since_last_activity",
+]
 
 
 @dataclass(frozen=True)

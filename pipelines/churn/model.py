@@ -18,9 +18,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from pipelines.churn.features import BRONZE_BSS, FEATURES, SILVER_USAGE, ChurnSettings
+from pipelines.churn.features import (
+    BRONZE_BSS,
+    FEATURE_COLUMNS,
+    FEATURES,
+    SILVER_USAGE,
+    ChurnSettings,
+)
 from pipelines.config import REPO_ROOT, Settings
-from pipelines.duck import model_sql, query
+from pipelines.duck import connect, model_sql, query
 from pipelines.errors import ChurnError
 from pipelines.lake import Lake
 
@@ -29,16 +35,11 @@ MODEL_RUNS = "gold/churn/model_runs"
 SCORES = "gold/churn/scores"
 OFFERS = "gold/churn/offers"
 OFFER_RULES = REPO_ROOT / "reference" / "churn_offers.toml"
-# Model inputs; nulls are filled with the value named here (a cap or a neutral value).
-FEATURE_FILL = {
-    "tenure_days": 0, "monthly_fee": 0, "voice_min_7d": 0, "voice_min_30d": 0, "call_count_7d": 0, "call_count_30d": 0,
-    "sms_count_7d": 0, "sms_count_30d": 0, "data_mb_7d": 0, "data_mb_30d": 0, "voice_min_trend": 1, "call_count_trend": 1,
-    "sms_count_trend": 1, "data_mb_trend": 1, "distinct_called_numbers_30d": 0, "intl_share_30d": 0, "roaming_share_30d": 0,
-    "dropped_call_rate_30d": 0, "cell_drop_rate_30d": 0, "complaints_90d": 0, "open_tickets": 0, "payment_failures_90d": 0,
-    "days_since_last_payment": 90, "downgrades_90d": 0, "bundle_utilisation": 0, "ott_services_active": 0,
-    "days_since_last_activity": 90,
+# Model inputs (FEATURE_COLUMNS, in that order); nulls are filled with 0 or the value named here (a cap or a neutral value).
+FEATURE_FILL = {c: 0 for c in FEATURE_COLUMNS} | {
+    "voice_min_trend": 1, "call_count_trend": 1, "sms_count_trend": 1, "data_mb_trend": 1,
+    "days_since_last_payment": 90, "days_since_last_activity": 90,
 }
-FEATURE_COLUMNS = list(FEATURE_FILL)
 
 
 @dataclass
