@@ -68,13 +68,8 @@ class TrainResult:
 
 def matrix(table: pa.Table) -> np.ndarray:
     """The model's input matrix (rows x FEATURE_COLUMNS) with nulls filled, as float64."""
-    cols = []
-    for name, fill in FEATURE_FILL.items():
-        col = table[name]
-        if pa.types.is_decimal(col.type):
-            col = col.cast(pa.float64())
-        cols.append(pc.fill_null(col.cast(pa.float64()), float(fill)).to_numpy())
-    return np.column_stack(cols) if cols else np.zeros((table.num_rows, 0))
+    cols = [pc.fill_null(table[name].cast(pa.float64()), float(fill)).to_numpy() for name, fill in FEATURE_FILL.items()]
+    return np.column_stack(cols)
 
 
 def signed_log1p(x: np.ndarray) -> np.ndarray:
@@ -98,8 +93,6 @@ def precision_at(y: np.ndarray, score: np.ndarray, share: float = 0.05) -> float
 
 def labelled_features(lake: Lake) -> tuple[pa.Table, int]:
     """Features joined to their label (rows whose 30-day future is known), and the features version."""
-    from pipelines.duck import connect
-
     dt = lake.table(FEATURES)
     con = connect(lake, {"silver_usage": SILVER_USAGE, "bronze_bss_events": BRONZE_BSS})
     con.execute("set TimeZone = 'UTC'")
