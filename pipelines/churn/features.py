@@ -168,13 +168,14 @@ def features_for(con: duckdb.DuckDBPyConnection, as_of: date, cfg: ChurnSettings
     return query(con, f"select * from ({model_sql('churn/features_daily')}) order by subscriber_id")
 
 
-def write_day(lake: Lake, as_of: date, rows: pa.Table, versions: dict[str, int]) -> int:
-    """Replace the partition of ``as_of`` with ``rows`` in one commit; returns the table version."""
-    meta = {"as_of_date": as_of.isoformat(), "input_versions": versions}
-    if not lake.exists(FEATURES):
-        return lake.write(FEATURES, rows, mode="append", partition_by=["as_of_date"], metadata=meta)
+def write_day(lake: Lake, name: str, as_of: date, rows: pa.Table, **metadata: object) -> int:
+    """Replace the ``as_of`` partition of table ``name`` with ``rows`` in one commit (creating the
+    table); ``metadata`` goes into the commit after ``as_of_date``. Returns the table version."""
+    meta = {"as_of_date": as_of.isoformat(), **metadata}
+    if not lake.exists(name):
+        return lake.write(name, rows, mode="append", partition_by=["as_of_date"], metadata=meta)
     return lake.write(
-        FEATURES, rows, mode="overwrite", partition_by=["as_of_date"], predicate=f"as_of_date = '{as_of.isoformat()}'", metadata=meta
+        name, rows, mode="overwrite", partition_by=["as_of_date"], predicate=f"as_of_date = '{as_of.isoformat()}'", metadata=meta
     )
 
 
@@ -206,7 +207,7 @@ def build_features(
         day = start
         while day <= end:
             rows = features_for(con, day, cfg)
-            run.table_version = write_day(lake, day, rows, versions)
+            run.table_version = write_day(lake, FEATURES, day, rows, input_versions=versions)
             run.days.append(day.isoformat())
             run.rows += rows.num_rows
             if on_day:

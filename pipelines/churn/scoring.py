@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.churn.features import FEATURES, ChurnSettings
+from pipelines.churn.features import FEATURES, ChurnSettings, write_day
 from pipelines.churn.model import FEATURE_COLUMNS, OFFERS, SCORES, load_model, matrix, offer_rules
 from pipelines.config import Settings
 from pipelines.errors import ChurnError
@@ -44,14 +44,6 @@ def reasons(contrib: np.ndarray, x: np.ndarray) -> tuple[list[list[str]], list[s
     return names, texts
 
 
-def _write_day(lake: Lake, name: str, table: pa.Table, as_of: date, version: int) -> None:
-    meta = {"as_of_date": as_of.isoformat(), "model_version": version}
-    if not lake.exists(name):
-        lake.write(name, table, partition_by=["as_of_date"], metadata=meta)
-    else:
-        lake.write(name, table, mode="overwrite", partition_by=["as_of_date"], predicate=f"as_of_date = '{as_of.isoformat()}'", metadata=meta)
-
-
 def score(settings: Settings, as_of: date, *, version: int | None = None) -> ScoreRun:
     """Write gold/churn/scores and gold/churn/offers for ``as_of`` (each replacing that day).
 
@@ -70,23 +62,21 @@ def score(settings: Settings, as_of: date, *, version: int | None = None) -> Sco
     feats = feats.sort_by("subscriber_id")
     x = matrix(feats)
     prob = model.predict_proba(x)[:, 1]
+    by_risk = np.argsort(-prob, kind="stable")
     rank = np.empty(len(prob), dtype=np.int64)
-    rank[np.argsort(-prob, kind="stable")] = np.arange(1, len(prob) + 1)
+    rank[by_risk] = np.arange(1, len(prob) + 1)
     scores = pa.table({
         "subscriber_id": feats["subscriber_id"], "account_id": feats["account_id"], "as_of_date": feats["as_of_date"],
         "model_version": pa.array(np.full(len(prob), model_version), pa.int64()), "churn_score": pa.array(prob, pa.float64()),
         "risk_rank": pa.array(rank),
     })
-    _write_day(lake, SCORES, scores, as_of, model_version)
+    write_day(lake, SCORES, as_of, scores, model_version=model_version)
 
     top_k = max(1, int(np.ceil(len(prob) * cfg.offer_top_pct / 100)))
-    top = np.argsort(-prob, kind="stable")[:top_k]
+    top = by_risk[:top_k]
     names, texts = reasons(contributions(model, x[top]), x[top])
     default, rules = offer_rules()
-    chosen = []
-    for found in names:
-        rule = next((r for r in rules if r["reason"] in found), default)
-        chosen.append(rule)
+    chosen = [next((r for r in rules if r["reason"] in found), default) for found in names]
     idx = pa.array(top)
     offers = pa.table({
         "subscriber_id": feats["subscriber_id"].take(idx), "account_id": feats["account_id"].take(idx),
@@ -97,5 +87,5 @@ def score(settings: Settings, as_of: date, *, version: int | None = None) -> Sco
         "offer_id": pa.array([r["offer_id"] for r in chosen], pa.string()),
         "offer_text": pa.array([r["text"] for r in chosen], pa.string()),
     })
-    _write_day(lake, OFFERS, offers, as_of, model_version)
+    write_day(lake, OFFERS, as_of, offers, model_version=model_version)
     return ScoreRun(as_of_date=as_of.isoformat(), model_version=model_version, scored=len(prob), offers=top_k)
