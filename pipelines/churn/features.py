@@ -23,7 +23,7 @@ from pipelines.churn.plans import plan_table
 from pipelines.config import Settings
 from pipelines.duck import model_sql, query
 from pipelines.errors import ConfigError, LakeError
-from pipelines.lake import Lake
+from pipelines.lake import Lake, view_name
 
 FEATURES = "gold/churn/features_daily"
 SILVER_USAGE = "silver/usage"
@@ -128,7 +128,7 @@ def connect_inputs(lake: Lake, cfg: ChurnSettings) -> tuple[duckdb.DuckDBPyConne
         dt = lake.maybe_table(name)
         if dt is None and name != BRONZE_NETWORK:
             raise LakeError(f"table {name} does not exist under {lake.root}: run ingest and silver first")
-        view = name.replace("/", "_").replace(".", "_")
+        view = view_name(name)
         if dt is None:
             con.register(view, EMPTY_NETWORK.empty_table())
         else:
@@ -139,17 +139,16 @@ def connect_inputs(lake: Lake, cfg: ChurnSettings) -> tuple[duckdb.DuckDBPyConne
 
 def stage(con: duckdb.DuckDBPyConnection, start: date, end: date, cfg: ChurnSettings) -> None:
     """Materialise the staging models for as-of dates ``start``..``end`` (inclusive)."""
+    lo, act, hi = start - timedelta(days=35), start - timedelta(days=cfg.activity_ttl_days), end
     params = pa.table({
         "range_from": [start], "range_to": [end], "range_to_at": [datetime.combine(end, time(), tzinfo=UTC)],
-        "scan_from": [start - timedelta(days=35)],
-        "window_from": [start - timedelta(days=30)], "activity_from": [start - timedelta(days=cfg.activity_ttl_days)],
+        "scan_from": [lo], "window_from": [start - timedelta(days=30)], "activity_from": [act],
     })
     con.register("run_params_in", params)
     con.execute("create or replace temp table run_params as select * from run_params_in")
     con.unregister("run_params_in")
     # Import views with literal date bounds: DuckDB pushes those into the Delta scan (partition
     # pruning and only the columns a model reads); bounds from a joined table would not be.
-    lo, act, hi = start - timedelta(days=35), start - timedelta(days=cfg.activity_ttl_days), end
     con.execute(f"create or replace temp view usage_recent as select * from silver_usage where event_date >= date '{lo}' and event_date < date '{hi}'")
     con.execute(f"create or replace temp view usage_activity as select subscriber_id, event_date, _kafka_timestamp, _ingested_at from silver_usage where event_date >= date '{act}' and event_date < date '{lo}'")
     con.execute(f"create or replace temp view kpi_recent as select * from bronze_network_events where event_date >= date '{lo}' and event_date < date '{hi}'")
