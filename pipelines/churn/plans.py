@@ -8,8 +8,8 @@ from decimal import Decimal
 import pyarrow as pa
 
 from pipelines.billing.catalog import DEFAULT_CATALOG, read_catalog, version_for
+from pipelines.contracts import MONEY
 
-MONEY = pa.decimal128(18, 4)
 PLAN_SCHEMA = pa.schema(
     [("plan_id", pa.string()), ("monthly_fee", MONEY), ("voice_allowance_s", pa.int64()),
      ("sms_allowance", pa.int64()), ("data_allowance_bytes", pa.int64())]
