@@ -9,14 +9,9 @@ from itertools import count
 
 import pyarrow as pa
 
-from pipelines.contracts import BSS, NETWORK, USAGE
+from pipelines.churn.synthetic import BSS_SCHEMA, NETWORK_SCHEMA, USAGE_SCHEMA
 from pipelines.lake import Lake
 
-TS = pa.timestamp("us", tz="UTC")
-META = [("_kafka_timestamp", TS), ("_ingested_at", TS), ("event_date", pa.date32())]
-USAGE_SCHEMA = pa.schema([*USAGE.schema, *META])
-NETWORK_SCHEMA = pa.schema([*NETWORK.schema, *META])
-BSS_SCHEMA = pa.schema([*BSS.schema, *META, ("event_month", pa.string())])
 _ids = count(1)
 
 
