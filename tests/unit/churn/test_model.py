@@ -30,8 +30,7 @@ def synthetic_lake(local_settings):
 
 
 def run(*args: str):
-    result = CliRunner().invoke(app, list(args))
-    return result
+    return CliRunner().invoke(app, list(args))
 
 
 def test_train_score_offers(synthetic_lake):
