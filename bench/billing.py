@@ -31,8 +31,8 @@ from pipelines.billing.catalog import read_catalog  # noqa: E402
 from pipelines.billing.reference import load_catalog  # noqa: E402
 from pipelines.billing.run import bill_run  # noqa: E402
 from pipelines.billing.synthetic import cycle_start, subscribers, usage  # noqa: E402
-from pipelines.config import load_settings  # noqa: E402
-from pipelines.lake import Lake  # noqa: E402
+from pipelines.core.config import load_settings  # noqa: E402
+from pipelines.core.lake import Lake  # noqa: E402
 from tests import billing_reference as ref  # noqa: E402
 
 CHUNK = 2_000_000

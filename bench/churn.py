@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipelines.churn import synthetic  # noqa: E402
-from pipelines.config import load_settings  # noqa: E402
-from pipelines.lake import Lake  # noqa: E402
+from pipelines.core.config import load_settings  # noqa: E402
+from pipelines.core.lake import Lake  # noqa: E402
 
 WRITE_DAYS = 5
 

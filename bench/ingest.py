@@ -27,7 +27,7 @@ import pyarrow as pa
 from confluent_kafka import Consumer, Producer, TopicPartition
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines import broker
+from pipelines.core import broker
 from pipelines.simulate import SimConfig, simulate
 
 
@@ -69,7 +69,7 @@ def read_all(bootstrap: str, topic: str, partitions: int, on_batch=None) -> int:
 
 
 def naive(bootstrap: str, topic: str, partitions: int, lake: Path) -> int:
-    from pipelines.contracts import USAGE
+    from pipelines.core.contracts import USAGE
 
     schema = USAGE.wire_schema.append(pa.field("_kafka_partition", pa.int32())).append(pa.field("_kafka_offset", pa.int64()))
     rows: list[dict] = []

@@ -32,7 +32,7 @@ CHUNK = 1_000_000
 
 def chunk(start: int, n: int, now: datetime) -> pa.Table:
     """``n`` bronze usage rows numbered from ``start`` (all valid), built columnar."""
-    from pipelines.contracts import USAGE
+    from pipelines.core.contracts import USAGE
 
     rng = np.random.default_rng(start)
     ids = pa.array(np.arange(start, start + n))
@@ -69,7 +69,7 @@ def chunk(start: int, n: int, now: datetime) -> pa.Table:
 
 
 def build(lake_root: Path, rows: int) -> None:
-    from pipelines.lake import Lake
+    from pipelines.core.lake import Lake
 
     lake = Lake(root=str(lake_root))
     now = datetime.now(UTC)
@@ -81,7 +81,7 @@ def measure(lake_root: Path, state_dir: Path) -> dict:
     """Child process: validate TABLE and report seconds, peak RSS and the gate's verdict."""
     os.environ["TELCOLAKE_LAKE"] = str(lake_root)
     os.environ["TELCOLAKE_STATE_DIR"] = str(state_dir)
-    from pipelines.config import load_settings
+    from pipelines.core.config import load_settings
     from quality.runner import run_gate
 
     settings = load_settings()

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import produce, usage_values  # noqa: E402
 
-from pipelines import broker  # noqa: E402
+from pipelines.core import broker  # noqa: E402
 
 
 def run(env: dict, *extra: str) -> float:

@@ -39,9 +39,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines import broker  # noqa: E402
-from pipelines.config import load_settings  # noqa: E402
-from pipelines.kafka_source import StopFlag  # noqa: E402
+from pipelines.core import broker  # noqa: E402
+from pipelines.core.config import load_settings  # noqa: E402
+from pipelines.ingest.kafka_source import StopFlag  # noqa: E402
 from pipelines.streams import run_streams  # noqa: E402
 
 E0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -169,7 +169,7 @@ def steady(settings, topic: str, rate: int, seconds: float, cells: int, speed: f
 
 def fraud_on_simulator(settings, tmp: Path, subscribers: int) -> None:
     """Fraud + offers over a simulated week; precision and recall against the planted fraudsters."""
-    from pipelines.lake import Lake
+    from pipelines.core.lake import Lake
     from pipelines.simulate import SimConfig, simulate
 
     sim = simulate(SimConfig(subscribers=subscribers))

@@ -8,7 +8,7 @@ import duckdb
 import great_expectations as gx
 import pyarrow as pa
 
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from quality.core import Suite
 
 RATED = "gold/billing/rated_usage"

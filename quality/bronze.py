@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import great_expectations as gx
 
-from pipelines.contracts import CONTRACTS, Contract
+from pipelines.core.contracts import CONTRACTS, Contract
 from quality.core import Suite, event_time_window
 
 E = gx.expectations
@@ -44,7 +44,7 @@ def _suite(topic: str) -> Suite:
         name=f"bronze.{topic}",
         table=f"bronze/{topic}",
         expectations=lambda: bronze_expectations(contract),
-        description=f"a bronze {topic} row breaks the contract (pipelines/contracts.py) or a Kafka record landed twice (ingest offsets)",
+        description=f"a bronze {topic} row breaks the contract (pipelines/core/contracts.py) or a Kafka record landed twice (ingest offsets)",
     )
 
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import great_expectations as gx
 import pyarrow as pa
 
-from pipelines.config import Settings
-from pipelines.errors import ConfigError
-from pipelines.lake import Lake
+from pipelines.core.config import Settings
+from pipelines.core.errors import ConfigError
+from pipelines.core.lake import Lake
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def active() -> RunContext:
     ctx = _ACTIVE.get()
     if ctx is not None:
         return ctx
-    from pipelines.config import load_settings
+    from pipelines.core.config import load_settings
 
     return RunContext(config=QualityConfig.from_settings(load_settings()), now=datetime.now(UTC))
 

@@ -18,7 +18,7 @@ from great_expectations.data_context.types.resource_identifiers import (  # noqa
     ValidationResultIdentifier,
 )
 
-from pipelines.config import Settings  # noqa: E402
+from pipelines.core.config import Settings  # noqa: E402
 from quality.core import Suite  # noqa: E402
 
 

@@ -17,9 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pds
 
-from pipelines.config import Settings
-from pipelines.errors import QualityGateFailed, QualitySuiteError
-from pipelines.lake import Lake
+from pipelines.core.config import Settings
+from pipelines.core.errors import QualityGateFailed, QualitySuiteError
+from pipelines.core.lake import Lake
 from quality.core import QualityConfig, RunContext, Suite, running
 from quality.docs import DataDocs, docs_dir
 from quality.validate import Validator

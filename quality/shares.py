@@ -9,7 +9,7 @@ import great_expectations as gx
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from quality.core import Suite
 
 E = gx.expectations
@@ -131,8 +131,8 @@ def suites_for(partner_id: str, table: str, staged: str) -> list[Suite]:
 
 
 def _registry_suites() -> list[Suite]:
-    from pipelines.config import load_settings
-    from pipelines.errors import TelcolakeError
+    from pipelines.core.config import load_settings
+    from pipelines.core.errors import TelcolakeError
     from pipelines.sharing.registry import load_partners
 
     try:

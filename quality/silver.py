@@ -5,9 +5,9 @@ from __future__ import annotations
 import great_expectations as gx
 import pyarrow as pa
 
-from pipelines.contracts import USAGE
-from pipelines.duck import connect, query
-from pipelines.lake import Lake
+from pipelines.core.contracts import USAGE
+from pipelines.core.duck import connect, query
+from pipelines.core.lake import Lake
 from quality.bronze import contract_expectations
 from quality.core import Suite
 
@@ -55,7 +55,7 @@ SUITES: list[Suite] = [
         name="silver.usage",
         table=SILVER_USAGE,
         expectations=lambda: [E.ExpectColumnValuesToBeUnique(column="record_id"), *contract_expectations(USAGE)],
-        description="silver/usage must hold each record_id once and keep the usage contract: pipelines/silver.py",
+        description="silver/usage must hold each record_id once and keep the usage contract: pipelines/ingest/silver.py",
     ),
     Suite(
         name="silver.subscribers",
@@ -65,7 +65,7 @@ SUITES: list[Suite] = [
             E.ExpectColumnValuesToBeInSet(column="status", value_set=STATUSES),
             E.ExpectCompoundColumnsToBeUnique(column_list=["subscriber_id", "valid_from"]),
         ],
-        description="a subscriber interval without key or status, or twice: the silver/subscribers model in pipelines/silver.py",
+        description="a subscriber interval without key or status, or twice: the silver/subscribers model in pipelines/ingest/silver.py",
     ),
     Suite(
         name="silver.subscriber_intervals",

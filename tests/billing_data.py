@@ -8,8 +8,8 @@ from itertools import count
 import pyarrow as pa
 
 from pipelines.billing.synthetic import SUBSCRIBER_SCHEMA, USAGE_SCHEMA
-from pipelines.contracts import BSS
-from pipelines.lake import Lake
+from pipelines.core.contracts import BSS
+from pipelines.core.lake import Lake
 
 BSS_SCHEMA = pa.schema([*BSS.schema, ("_source", pa.string()), ("_kafka_topic", pa.string()), ("_kafka_partition", pa.int32()),
                         ("_kafka_offset", pa.int64()), ("_kafka_timestamp", pa.timestamp("us", tz="UTC")), ("_source_row", pa.int64()),

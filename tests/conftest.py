@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import broker
-from pipelines.config import Settings, load_settings
-from pipelines.lake import Lake
+from pipelines.core import broker
+from pipelines.core.config import Settings, load_settings
+from pipelines.core.lake import Lake
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import REPO_ROOT
-from pipelines.errors import CatalogError
+from pipelines.core.config import REPO_ROOT
+from pipelines.core.errors import CatalogError
 
 DEFAULT_CATALOG = REPO_ROOT / "reference" / "catalog.toml"
 EVENT_TYPES = ("voice", "sms", "data")

@@ -10,10 +10,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipelines.config import Settings
-from pipelines.duck import model_sql
-from pipelines.errors import BillingError
-from pipelines.lake import Lake, view_name
+from pipelines.core.config import Settings
+from pipelines.core.duck import model_sql
+from pipelines.core.errors import BillingError
+from pipelines.core.lake import Lake, view_name
 
 SILVER_USAGE = "silver/usage"
 SILVER_SUBSCRIBERS = "silver/subscribers"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipelines.billing.catalog import TariffVersion, read_catalog
-from pipelines.config import Settings
-from pipelines.errors import CatalogError
-from pipelines.lake import Lake, utcnow
+from pipelines.core.config import Settings
+from pipelines.core.errors import CatalogError
+from pipelines.core.lake import Lake, utcnow
 
 TS = pa.timestamp("us", tz="UTC")
 PRICE = pa.decimal128(18, 6)

@@ -36,10 +36,10 @@ from pipelines.billing.engine import (
     run_models,
 )
 from pipelines.billing.reference import REFERENCE_TABLES
-from pipelines.config import Settings
-from pipelines.duck import model_sql
-from pipelines.errors import BillingError
-from pipelines.lake import Lake, utcnow
+from pipelines.core.config import Settings
+from pipelines.core.duck import model_sql
+from pipelines.core.errors import BillingError
+from pipelines.core.lake import Lake, utcnow
 
 OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.contracts import USAGE
+from pipelines.core.contracts import USAGE
 
 TS = pa.timestamp("us", tz="UTC")
 USAGE_SCHEMA = pa.schema([*USAGE.schema, ("_ingested_at", TS), ("event_date", pa.date32())])

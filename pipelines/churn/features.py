@@ -20,10 +20,10 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.churn.plans import plan_table
-from pipelines.config import Settings
-from pipelines.duck import model_sql, query
-from pipelines.errors import ConfigError, LakeError
-from pipelines.lake import Lake, view_name
+from pipelines.core.config import Settings
+from pipelines.core.duck import model_sql, query
+from pipelines.core.errors import ConfigError, LakeError
+from pipelines.core.lake import Lake, view_name
 
 FEATURES = "gold/churn/features_daily"
 SILVER_USAGE = "silver/usage"

@@ -25,10 +25,10 @@ from pipelines.churn.features import (
     SILVER_USAGE,
     ChurnSettings,
 )
-from pipelines.config import REPO_ROOT, Settings
-from pipelines.duck import connect, model_sql, query
-from pipelines.errors import ChurnError
-from pipelines.lake import Lake
+from pipelines.core.config import REPO_ROOT, Settings
+from pipelines.core.duck import connect, model_sql, query
+from pipelines.core.errors import ChurnError
+from pipelines.core.lake import Lake
 
 LABELS = "gold/churn/labels"
 MODEL_RUNS = "gold/churn/model_runs"

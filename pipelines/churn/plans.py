@@ -8,7 +8,7 @@ from decimal import Decimal
 import pyarrow as pa
 
 from pipelines.billing.catalog import DEFAULT_CATALOG, read_catalog, version_for
-from pipelines.contracts import MONEY
+from pipelines.core.contracts import MONEY
 
 PLAN_SCHEMA = pa.schema(
     [("plan_id", pa.string()), ("monthly_fee", MONEY), ("voice_allowance_s", pa.int64()),

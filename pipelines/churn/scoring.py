@@ -11,9 +11,9 @@ import pyarrow.compute as pc
 
 from pipelines.churn.features import FEATURES, ChurnSettings, write_day
 from pipelines.churn.model import FEATURE_COLUMNS, OFFERS, SCORES, load_model, matrix, offer_rules
-from pipelines.config import Settings
-from pipelines.errors import ChurnError
-from pipelines.lake import Lake
+from pipelines.core.config import Settings
+from pipelines.core.errors import ChurnError
+from pipelines.core.lake import Lake
 
 TOP_REASONS = 3
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.contracts import BSS, NETWORK, USAGE
+from pipelines.core.contracts import BSS, NETWORK, USAGE
 
 TS = pa.timestamp("us", tz="UTC")
 META = [("_kafka_timestamp", TS), ("_ingested_at", TS), ("event_date", pa.date32())]

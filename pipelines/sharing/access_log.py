@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from pipelines.lake import Lake, utcnow
+from pipelines.core.lake import Lake, utcnow
 
 ACCESS_LOG = "ops/share_access_log"
 SCHEMA = pa.schema([

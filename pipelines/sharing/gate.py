@@ -6,8 +6,8 @@ import importlib.util
 import logging
 from dataclasses import dataclass, field
 
-from pipelines.config import Settings
-from pipelines.lake import Lake
+from pipelines.core.config import Settings
+from pipelines.core.lake import Lake
 
 
 @dataclass

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipelines.config import REPO_ROOT, Settings
-from pipelines.duck import model_sql, query
-from pipelines.errors import LakeError, QualityGateFailed
-from pipelines.lake import Lake
+from pipelines.core.config import REPO_ROOT, Settings
+from pipelines.core.duck import model_sql, query
+from pipelines.core.errors import LakeError, QualityGateFailed
+from pipelines.core.lake import Lake
 from pipelines.sharing.gate import run_gate
 from pipelines.sharing.registry import Partner, load_partners, partner_secret, sharing_settings
 
@@ -231,7 +231,7 @@ def publish(settings: Settings, partner_id: str | None = None, *, on_step: StepC
     """
     partners = load_partners(settings)
     if partner_id is not None and partner_id not in partners:
-        from pipelines.errors import ConfigError
+        from pipelines.core.errors import ConfigError
 
         raise ConfigError(f"--partner {partner_id!r}: not in the registry; known: {', '.join(partners)}")
     chosen = [partners[partner_id]] if partner_id else list(partners.values())

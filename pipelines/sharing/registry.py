@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import REPO_ROOT, Settings
-from pipelines.errors import ConfigError
+from pipelines.core.config import REPO_ROOT, Settings
+from pipelines.core.errors import ConfigError
 
 KINDS = ("roaming", "ott", "location")
 TABLES_FOR = {

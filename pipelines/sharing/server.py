@@ -20,8 +20,8 @@ from urllib.parse import unquote
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from pipelines.config import Settings
-from pipelines.lake import Lake
+from pipelines.core.config import Settings
+from pipelines.core.lake import Lake
 from pipelines.sharing.access_log import AccessLog
 from pipelines.sharing.registry import Partner, load_partners, sharing_settings
 from pipelines.sharing.signing import FileGrant, UrlSigner

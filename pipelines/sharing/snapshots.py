@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
-from pipelines.lake import Lake, _s3_filesystem
+from pipelines.core.lake import Lake, _s3_filesystem
 
 
 class BadRequest(ValueError):

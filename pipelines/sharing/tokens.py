@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
-from pipelines.config import Settings
-from pipelines.errors import ConfigError
-from pipelines.lake import Lake, utcnow
+from pipelines.core.config import Settings
+from pipelines.core.errors import ConfigError
+from pipelines.core.lake import Lake, utcnow
 from pipelines.sharing.registry import get_partner, sharing_settings
 
 TOKENS = "ops/share_tokens"

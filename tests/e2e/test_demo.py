@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from rich.console import Console
 
-from pipelines.demo import STEPS, run_demo
-from pipelines.duck import connect, query
-from pipelines.lake import Lake
+from pipelines.core.duck import connect, query
+from pipelines.core.lake import Lake
+from pipelines.ops.demo import STEPS, run_demo
 
 
 @pytest.mark.slow

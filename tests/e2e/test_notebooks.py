@@ -12,8 +12,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from pipelines.jobs import error_tail
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
+from pipelines.ops.jobs import error_tail
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def churn_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str]
     from pipelines.churn.features import build_features
     from pipelines.churn.model import train
     from pipelines.churn.scoring import score
-    from pipelines.config import load_settings
+    from pipelines.core.config import load_settings
     from pipelines.simulate import SimConfig
     from tests.unit.churn.simulated import land
 

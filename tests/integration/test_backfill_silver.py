@@ -8,10 +8,10 @@ import sys
 
 import polars as pl
 
-from pipelines.config import load_settings
+from pipelines.core.config import load_settings
+from pipelines.core.lake import Lake
 from pipelines.ingest import run_ingest
-from pipelines.lake import Lake
-from pipelines.silver import refresh
+from pipelines.ingest.silver import refresh
 from tests.helpers import ENC, produce, usage_record, usage_values
 
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from pipelines import broker
-from pipelines.config import load_settings
-from pipelines.errors import BrokerError, ConfigError
+from pipelines.core import broker
+from pipelines.core.config import load_settings
+from pipelines.core.errors import BrokerError, ConfigError
 
 
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:

@@ -8,9 +8,9 @@ import time
 import pyarrow.compute as pc
 import pytest
 
+from pipelines.core.lake import Lake
 from pipelines.ingest import run_ingest
-from pipelines.kafka_source import StopFlag
-from pipelines.lake import Lake
+from pipelines.ingest.kafka_source import StopFlag
 from tests.helpers import ENC, all_offsets, produce, usage_record, usage_values
 
 
@@ -129,8 +129,8 @@ def test_a_lake_ahead_of_a_recreated_topic_is_refused_not_waited_on(env, lake, k
     and land nothing."""
     import dataclasses
 
-    from pipelines import broker
-    from pipelines.kafka_source import OffsetsAhead
+    from pipelines.core import broker
+    from pipelines.ingest.kafka_source import OffsetsAhead
     from pipelines.streams import run_streams
 
     topic = env.topic("usage.events")
@@ -153,7 +153,7 @@ def test_a_lake_ahead_of_a_recreated_topic_is_refused_not_waited_on(env, lake, k
         # `telcolake demo` renames such a lake (never deletes it) and starts clean
         from pathlib import Path
 
-        from pipelines.demo import _set_aside_stale_lake
+        from pipelines.ops.demo import _set_aside_stale_lake
 
         kept = _set_aside_stale_lake(moved, restarted.address)
         assert kept and not Path(env.lake_root).exists()

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from pipelines.config import load_settings
-from pipelines.lake import Lake
-from pipelines.maintain import maintain_table
+from pipelines.core.config import load_settings
+from pipelines.core.lake import Lake
+from pipelines.ingest.maintain import maintain_table
 from tests.helpers import all_offsets, produce, usage_values
 
 

@@ -11,12 +11,12 @@ import time
 import polars as pl
 import pytest
 
-from pipelines import broker
-from pipelines.config import load_settings
-from pipelines.duck import connect, query
+from pipelines.core import broker
+from pipelines.core.config import load_settings
+from pipelines.core.duck import connect, query
+from pipelines.core.lake import Lake
 from pipelines.ingest import run_ingest
-from pipelines.lake import Lake
-from pipelines.silver import refresh
+from pipelines.ingest.silver import refresh
 from tests.helpers import all_offsets, produce, usage_values
 
 
@@ -117,7 +117,7 @@ def test_external_kafka_starts_nothing_and_keeps_existing_partitions(tmp_path, m
 def test_bill_run_and_publish_on_object_storage(s3_lake, kafka, tmp_path, monkeypatch):
     from pipelines.billing.reference import load_catalog
     from pipelines.billing.run import bill_run
-    from pipelines.contracts import CONTRACTS
+    from pipelines.core.contracts import CONTRACTS
     from pipelines.sharing.publish import publish
     from pipelines.sharing.registry import init_secrets
     from pipelines.simulate import SimConfig, simulate

@@ -10,10 +10,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from typer.testing import CliRunner
 
-from pipelines.broker import free_port
 from pipelines.cli import app
-from pipelines.config import Settings
-from pipelines.errors import BrokerError
+from pipelines.core.broker import free_port
+from pipelines.core.config import Settings
+from pipelines.core.errors import BrokerError
 from pipelines.simulate import SimConfig, produce, simulate
 
 

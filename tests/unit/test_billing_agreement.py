@@ -9,7 +9,7 @@ from pipelines.billing.catalog import DEFAULT_CATALOG, read_catalog
 from pipelines.billing.reference import load_catalog
 from pipelines.billing.run import bill_run
 from pipelines.billing.synthetic import cycle_start, subscribers, usage
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from tests import billing_reference as ref
 from tests.billing_data import ts
 

@@ -11,8 +11,8 @@ import pytest
 
 from pipelines.billing.catalog import parse_catalog, read_catalog, version_for
 from pipelines.billing.reference import REFERENCE_TABLES, load_catalog
-from pipelines.errors import CatalogError
-from pipelines.lake import Lake
+from pipelines.core.errors import CatalogError
+from pipelines.core.lake import Lake
 from tests.billing_data import CORRECTION, TEST_CATALOG
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.billing.reference import load_catalog
 from pipelines.billing.run import INVOICES, bill_run
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from tests.billing_data import TEST_CATALOG, interval, ts, usage, write_subscribers, write_usage
 
 pytest.importorskip("quality.core", reason="quality/core.py (the quality engineer's) is not there yet")

@@ -8,8 +8,8 @@ import pytest
 
 from pipelines.billing.reference import load_catalog
 from pipelines.billing.run import INVOICE_LINES, INVOICES, ONE_OFF, RATED, UNRATED, bill_run, rerate
-from pipelines.errors import BillingError
-from pipelines.lake import Lake
+from pipelines.core.errors import BillingError
+from pipelines.core.lake import Lake
 from tests.billing_data import (
     CORRECTION,
     TEST_CATALOG,

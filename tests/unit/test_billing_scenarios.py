@@ -9,7 +9,7 @@ import pytest
 from pipelines.billing.catalog import parse_catalog
 from pipelines.billing.reference import load_catalog
 from pipelines.billing.run import bill_run
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from tests import billing_reference as ref
 from tests.billing_data import (
     TEST_CATALOG,

@@ -16,8 +16,8 @@ from dataflows.backfill import build_flow, describe
 from pipelines.billing.catalog import read_catalog
 from pipelines.billing.reference import load_catalog
 from pipelines.billing.run import bill_run
-from pipelines.lake import Lake
-from pipelines.silver import refresh
+from pipelines.core.lake import Lake
+from pipelines.ingest.silver import refresh
 from pipelines.simulate import SimConfig, simulate, write_dir
 from tests import billing_reference as ref
 from tests.billing_data import ts

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.contracts import BSS, NETWORK, USAGE, Limits, contract_for, decode_batch
+from pipelines.core.contracts import BSS, NETWORK, USAGE, Limits, contract_for, decode_batch
 from tests.helpers import ENC, usage_record
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.contracts import USAGE
-from pipelines.errors import QualityGateFailed
-from pipelines.lake import Lake
+from pipelines.core.contracts import USAGE
+from pipelines.core.errors import QualityGateFailed
+from pipelines.core.lake import Lake
 from quality import bronze
 from quality.core import Suite
 from quality.docs import docs_dir
@@ -173,7 +173,7 @@ def test_a_frame_suite_over_pinned_inputs(local_settings):
 
 def test_a_broken_suite_module_is_a_loud_error(tmp_path, monkeypatch):
     import quality
-    from pipelines.errors import QualitySuiteError
+    from pipelines.core.errors import QualitySuiteError
     from quality.runner import discover_suites
 
     (tmp_path / "qtest_broken.py").write_text("raise RuntimeError('boom')\n")
@@ -221,7 +221,7 @@ def test_data_docs_keep_only_the_newest_runs(local_settings):
 
 
 def test_a_bad_quality_setting_is_a_one_line_config_error(local_settings):
-    from pipelines.errors import ConfigError
+    from pipelines.core.errors import ConfigError
 
     bad = dataclasses.replace(local_settings, raw={**local_settings.raw, "quality": {"batch_rows": 0}})
     with pytest.raises(ConfigError, match=r"^quality.batch_rows = 0: expected a positive int$"):

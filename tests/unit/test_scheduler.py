@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from pipelines.errors import ConfigError
-from pipelines.jobs import (
+from pipelines.core.errors import ConfigError
+from pipelines.core.lake import Lake
+from pipelines.ops.jobs import (
     JOB_RUNS,
     JobLock,
     Recorder,
@@ -20,8 +21,7 @@ from pipelines.jobs import (
     rows_from_output,
     run_job,
 )
-from pipelines.lake import Lake
-from pipelines.scheduler import Scheduler, run_now
+from pipelines.ops.scheduler import Scheduler, run_now
 
 PY = sys.executable
 
@@ -52,7 +52,7 @@ def test_one_second_cron_runs(local_settings):
 def test_run_records_input_and_output_table_versions(local_settings):
     lake = Lake.from_settings(local_settings)
     lake.write("silver/usage", pa.table({"x": [1]}))
-    code = ("import os, pyarrow as pa; from pipelines.lake import Lake;"
+    code = ("import os, pyarrow as pa; from pipelines.core.lake import Lake;"
             "Lake(os.environ['TELCOLAKE_LAKE']).write('silver/usage', pa.table({'x': [2]}))")
     writer = job("writer", exec=[PY, "-c", code], retries=0)
     record = run_job(local_settings, writer, scheduled_for=datetime.now(UTC), trigger="manual", recorder=Recorder(lake))
@@ -147,7 +147,7 @@ def test_job_config_is_validated():
 
 
 def test_default_jobs_in_the_config_parse(local_settings):
-    from pipelines.jobs import load_jobs
+    from pipelines.ops.jobs import load_jobs
 
     jobs = load_jobs(local_settings)
     assert {"ingest", "streams", "bill_run", "churn_features", "quality", "partner_publish", "maintenance"} <= set(jobs)

@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from dataflows.backfill import describe, read_values
 from pipelines.cli import app
-from pipelines.contracts import CONTRACTS, decode_batch
-from pipelines.errors import ConfigError
-from pipelines.sim_wire import UNKEYED
-from pipelines.sim_world import CELLS_CSV, ROAMING_PLMNS, cell_table
+from pipelines.core.contracts import CONTRACTS, decode_batch
+from pipelines.core.errors import ConfigError
+from pipelines.ingest.dumps import describe, read_values
 from pipelines.simulate import LATE_AFTER_S, SimConfig, SimResult, simulate, write_dir
+from pipelines.simulate.wire import UNKEYED
+from pipelines.simulate.world import CELLS_CSV, ROAMING_PLMNS, cell_table
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)  # decoder's future-skew check: far after any simulated time
 SMALL = SimConfig(subscribers=200, days=2, seed=7)

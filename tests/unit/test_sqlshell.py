@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.errors import ConfigError
-from pipelines.lake import Lake, view_names
-from pipelines.sqlshell import register_lake, statements
+from pipelines.core.errors import ConfigError
+from pipelines.core.lake import Lake, view_names
+from pipelines.ops.sqlshell import register_lake, statements
 
 runner = CliRunner()
 

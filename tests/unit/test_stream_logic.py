@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from pipelines.errors import ConfigError
-from pipelines.stream_alerts import Episodes
-from pipelines.stream_config import stream_config
-from pipelines.stream_windows import KeyedWindows, WindowSpec
+from pipelines.core.errors import ConfigError
+from pipelines.streams.alerts import Episodes
+from pipelines.streams.config import stream_config
+from pipelines.streams.windows import KeyedWindows, WindowSpec
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -106,10 +106,10 @@ def test_a_restored_shard_skips_records_it_already_applied(local_settings):
     import numpy as np
 
     from dataflows import cell_kpi
-    from pipelines.contracts import encode_records
-    from pipelines.kafka_source import RawBatch
-    from pipelines.lake import Lake
-    from pipelines.stream_state import Shard, checkpoint, prepare_tables, split, start_offsets
+    from pipelines.core.contracts import encode_records
+    from pipelines.core.lake import Lake
+    from pipelines.ingest.kafka_source import RawBatch
+    from pipelines.streams.state import Shard, checkpoint, prepare_tables, split, start_offsets
 
     spec = replace(cell_kpi.spec(local_settings), shards=1)
     lake = Lake.from_settings(local_settings)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import broker
-from pipelines.config import Settings, load_settings
+from pipelines.core import broker
+from pipelines.core.config import Settings, load_settings
 
 
 def configure(**sections: dict) -> Settings:

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from pipelines.streams import run_streams
 from tests.integration.streams.conftest import configure
 from tests.integration.streams.scenarios import T0, alarm, kpi, produce_keyed

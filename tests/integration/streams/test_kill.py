@@ -12,8 +12,8 @@ from datetime import datetime
 
 import pytest
 
-from pipelines.config import load_settings
-from pipelines.lake import Lake
+from pipelines.core.config import load_settings
+from pipelines.core.lake import Lake
 from pipelines.streams import run_streams
 from tests.integration.streams.conftest import configure, other_lake
 from tests.integration.streams.scenarios import kpi, network_load, produce_keyed

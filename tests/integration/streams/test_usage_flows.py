@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from pipelines.streams import run_streams
 from tests.integration.streams.conftest import other_lake
 from tests.integration.streams.scenarios import (

@@ -10,7 +10,7 @@ from itertools import count
 import pyarrow as pa
 
 from pipelines.churn.synthetic import BSS_SCHEMA, NETWORK_SCHEMA, USAGE_SCHEMA
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 
 _ids = count(1)
 

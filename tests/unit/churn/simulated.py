@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from pipelines.config import Settings
-from pipelines.kafka_source import RawBatch
-from pipelines.lake import Lake
-from pipelines.landing import BronzeWriter
-from pipelines.silver import refresh
+from pipelines.core.config import Settings
+from pipelines.core.lake import Lake
+from pipelines.ingest.kafka_source import RawBatch
+from pipelines.ingest.landing import BronzeWriter
+from pipelines.ingest.silver import refresh
 from pipelines.simulate import SimConfig, SimResult, simulate
 
 CHUNK = 250_000

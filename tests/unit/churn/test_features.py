@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.churn.features import FEATURES, build_features
-from pipelines.errors import ConfigError, LakeError
-from pipelines.lake import Lake
+from pipelines.core.errors import ConfigError, LakeError
+from pipelines.core.lake import Lake
 from tests.unit.churn.data import bss, kpi, usage, write
 
 D = date(2026, 11, 1)

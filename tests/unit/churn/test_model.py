@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from pipelines.churn import synthetic
 from pipelines.churn.model import LABELS, MODEL_RUNS, OFFERS, SCORES, offer_rules, split_dates
 from pipelines.cli import app
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 
 CFG = synthetic.SynthConfig(subscribers=300, days=100, events_per_day=4, churn_share=0.25, seed=3)
 

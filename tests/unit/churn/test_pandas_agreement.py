@@ -12,7 +12,7 @@ from pipelines.churn import synthetic
 from pipelines.churn.features import FEATURES, build_features
 from pipelines.churn.pandas_reference import features as pandas_features
 from pipelines.churn.plans import plan_table
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 
 
 def test_sql_and_pandas_agree(local_settings):

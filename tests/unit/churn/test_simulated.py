@@ -10,7 +10,7 @@ import pytest
 from pipelines.churn.features import FEATURES, build_features
 from pipelines.churn.model import OFFERS, train
 from pipelines.churn.scoring import score
-from pipelines.lake import Lake
+from pipelines.core.lake import Lake
 from pipelines.simulate import SimConfig
 from tests.unit.churn.simulated import land
 

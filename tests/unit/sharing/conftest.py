@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import REPO_ROOT, Settings, load_settings
-from pipelines.lake import Lake
+from pipelines.core.config import REPO_ROOT, Settings, load_settings
+from pipelines.core.lake import Lake
 from pipelines.sharing.publish import publish
 from pipelines.sharing.registry import init_secrets
 from tests.unit.sharing.data import Builder, standard_day

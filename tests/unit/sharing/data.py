@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 
 from pipelines.billing.synthetic import SUBSCRIBER_SCHEMA, USAGE_SCHEMA
-from pipelines.contracts import BSS
-from pipelines.lake import Lake
+from pipelines.core.contracts import BSS
+from pipelines.core.lake import Lake
 
 DAY = datetime(2026, 10, 5, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")

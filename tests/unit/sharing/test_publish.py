@@ -11,8 +11,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from pipelines.errors import ConfigError, QualityGateFailed
-from pipelines.lake import Lake
+from pipelines.core.errors import ConfigError, QualityGateFailed
+from pipelines.core.lake import Lake
 from pipelines.sharing.gate import run_suites_directly
 from pipelines.sharing.publish import publish
 from pipelines.sharing.registry import get_partner, load_partners, partner_secret

@@ -1,0 +1,327 @@
+"""`telcolake demo`: the whole product on the embedded defaults, step by step, with a summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.core.config import Settings
+
+
+@dataclass
+class DemoRun:
+    """What the demo did: per step its seconds and a few numbers, for the summary."""
+
+    settings: Settings
+    console: Console
+    options: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def step(self, name: str, fn: Callable[[DemoRun], dict[str, Any]]) -> dict[str, Any]:
+        started = time.monotonic()
+        with self.console.status(f"[bold]{name}[/bold] ..."):
+            result = fn(self)
+        self.seconds[name] = time.monotonic() - started
+        self.results[name] = result
+        shown = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list) and not k.startswith("why"))
+        self.console.print(f"[green]✓[/green] {name} ({self.seconds[name]:.1f}s) {shown}")
+        return result
+
+
+def _broker(run: DemoRun) -> dict[str, Any]:
+    from pipelines.core import broker
+
+    bootstrap = broker.ensure_broker(run.settings)
+    topics = broker.ensure_topics(bootstrap, run.settings.topics, extra=run.settings.kafka_client)
+    out: dict[str, Any] = {"bootstrap": bootstrap, "topics": len(topics)}
+    moved = _set_aside_stale_lake(run.settings, bootstrap)
+    if moved:
+        out["earlier_lake_moved_to"] = moved
+    return out
+
+
+def _set_aside_stale_lake(settings: Settings, bootstrap: str) -> str | None:
+    """A local lake that has read further than the topics go (the embedded broker was restarted
+    since an earlier demo and lost its topics) is renamed, never deleted, so this run starts clean."""
+    import shutil
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from pipelines.core.contracts import CONTRACTS
+    from pipelines.core.lake import Lake
+    from pipelines.ingest.kafka_source import OffsetsAhead, check_resume
+    from pipelines.ingest.sink import resume_offsets
+
+    try:
+        check_resume(bootstrap, [settings.topic(t) for t in CONTRACTS], resume_offsets(Lake.from_settings(settings), settings), settings.kafka_client)
+        return None
+    except OffsetsAhead:
+        if "://" in settings.lake_root:
+            raise
+    root = Path(settings.lake_root)
+    target = root.with_name(f"{root.name}.before-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    shutil.move(root, target)
+    return str(target)
+
+
+def _simulate(run: DemoRun) -> dict[str, Any]:
+    from pipelines.core.broker import resolve_bootstrap
+    from pipelines.core.contracts import CONTRACTS
+    from pipelines.simulate import SimConfig, produce, simulate
+
+    cfg = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None, days=run.options.get("days") or None)
+    result = simulate(cfg)
+    topics = {t: run.settings.topic(t) for t in CONTRACTS}
+    counts = produce(result, resolve_bootstrap(run.settings), topics, extra_conf=run.settings.kafka_client)
+    planted = {k: v for k, v in result.planted.as_dict().items() if not k.endswith("_ids")}
+    return {"subscribers": cfg.subscribers, "days": cfg.days, "produced": sum(counts.values()), "planted": planted}
+
+
+def _ingest(run: DemoRun) -> dict[str, Any]:
+    from pipelines.ingest import run_ingest
+    from pipelines.ingest.silver import refresh
+
+    stats = run_ingest(run.settings, until_caught_up=True)
+    silver = refresh(run.settings)
+    return {
+        "landed": sum(stats.rows.values()),
+        "quarantined": sum(stats.quarantined.values()),
+        "silver_usage_new": silver[0].new_rows,
+        "duplicates_removed": silver[0].duplicates,
+        "subscriber_intervals": silver[1].new_rows,
+        "reasons": stats.reasons,
+    }
+
+
+def _streams(run: DemoRun) -> dict[str, Any]:
+    from pipelines.streams import run_streams
+
+    stats = run_streams(run.settings, until_caught_up=True).as_dict()["flows"]
+    kpi, fraud, offers = stats.get("kpi", {}), stats.get("fraud", {}), stats.get("offers", {})
+    return {
+        "kpi_rows": kpi.get("kpi_rows", kpi.get("rows", 0)),
+        "network_alerts": kpi.get("alerts_raised", 0),
+        "fraud_alerts": fraud.get("alerts_raised", 0),
+        "offer_triggers": offers.get("triggers", 0),
+        "too_late": sum(f.get("too_late", 0) for f in stats.values()),
+        "flows": stats,
+    }
+
+
+def _cycle_of(run: DemoRun) -> str:
+    from pipelines.simulate import SimConfig
+
+    return SimConfig.from_settings(run.settings).start.strftime("%Y-%m")
+
+
+def _billing(run: DemoRun) -> dict[str, Any]:
+    from pipelines.billing.reference import load_catalog
+    from pipelines.billing.run import bill_run, quality_gate
+
+    load_catalog(run.settings, None)
+    result = bill_run(run.settings, _cycle_of(run), early=True, gate=quality_gate())
+    return {
+        "cycle": result.cycle,
+        "rated": result.rated,
+        "unrated": result.unrated,
+        "invoices": result.invoices,
+        "invoiced_incl_tax": str(result.amount_incl_tax),
+        "quality_gate": result.quality_gate,
+    }
+
+
+def _quality(run: DemoRun) -> dict[str, Any]:
+    from quality.runner import run_gate
+
+    gate = run_gate(run.settings, None, raise_on_failure=False)
+    return {
+        "suites": len(gate.suites),
+        "expectations": len(gate.rows),
+        "failed": len(gate.failures),
+        "docs": str(gate.docs_dir / "index.html"),
+        "run_id": gate.run_id,
+        "failures": gate.failures,
+    }
+
+
+def _publish(run: DemoRun) -> dict[str, Any]:
+    from pipelines.sharing.publish import publish
+    from pipelines.sharing.registry import init_secrets
+
+    init_secrets(run.settings)  # dev pseudonymisation secrets (git-ignored file) for the demo partners
+    results = publish(run.settings)
+    refused = [r.partner_id for r in results if r.failures]
+    return {"partners": len(results), "refused": len(refused), "refused_partners": refused, "results": [r.as_dict() for r in results]}
+
+
+def _read_share(run: DemoRun) -> dict[str, Any]:
+    """Serve the shares on a free port and read one with the official delta-sharing client."""
+    import json
+    import threading
+
+    import delta_sharing
+    import uvicorn
+
+    from pipelines.core.broker import free_port
+    from pipelines.sharing.registry import load_partners
+    from pipelines.sharing.server import create_app
+    from pipelines.sharing.tokens import create_token
+
+    partner = next(iter(load_partners(run.settings).values()))
+    partner_id = partner.partner_id
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(run.settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.05)
+        endpoint = f"http://127.0.0.1:{port}/delta-sharing"
+        profile = run.settings.state_dir / f"{partner_id}.share"
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        profile.write_text(json.dumps(create_token(run.settings, partner_id, days=1).profile(endpoint)))
+        client = delta_sharing.SharingClient(str(profile))
+        tables = client.list_all_tables()
+        first = tables[0]
+        frame = delta_sharing.load_as_pandas(f"{profile}#{first.share}.{first.schema}.{first.name}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return {"partner": partner_id, "tables_visible": len(tables), "read": f"{first.share}.{first.schema}.{first.name}", "rows": len(frame)}
+
+
+def _churn(run: DemoRun) -> dict[str, Any]:
+    """Features for every as-of date the simulated days cover; a model and scores when labels allow.
+
+    A label needs the subscriber's next 30 days to be known, and training a time split with a gap
+    (docs/churn.md), so a lake of a few days gets features but no model: the step says so
+    instead of scoring with a model it could not validate.
+    """
+    from datetime import timedelta
+
+    from pipelines.churn.features import build_features
+    from pipelines.churn.model import train
+    from pipelines.churn.scoring import score
+    from pipelines.core.errors import ChurnError
+    from pipelines.simulate import SimConfig
+
+    cfg = SimConfig.from_settings(run.settings, days=run.options.get("days") or None)
+    first, last = cfg.start + timedelta(days=1), cfg.start + timedelta(days=cfg.days)
+    features = build_features(run.settings, first, last)
+    out: dict[str, Any] = {"as_of_dates": len(features.days), "feature_rows": features.rows, "last_as_of": last.isoformat()}
+    try:
+        model = train(run.settings)
+    except ChurnError as err:
+        out["model"] = "not trained"
+        out["why_no_model"] = str(err)
+        return out
+    scored = score(run.settings, last, version=model.model_version)
+    out.update(model=f"v{model.model_version}", roc_auc=round(model.roc_auc, 3), tenure_roc_auc=round(model.tenure_roc_auc, 3),
+               scored=scored.scored, offers=scored.offers)
+    return out
+
+
+STEPS: list[tuple[str, Callable[[DemoRun], dict[str, Any]]]] = [
+    ("broker", _broker),
+    ("simulate", _simulate),
+    ("ingest", _ingest),
+    ("streams", _streams),
+    ("billing", _billing),
+    ("churn", _churn),
+    ("quality", _quality),
+    ("publish", _publish),
+    ("read share", _read_share),
+]
+
+
+KEY_TABLES = (
+    "bronze/usage.events", "bronze/network.events", "bronze/bss.events",
+    "quarantine/usage.events", "quarantine/network.events", "quarantine/bss.events",
+    "silver/usage", "silver/subscribers",
+    "gold/billing/rated_usage", "gold/billing/unrated", "gold/billing/invoices", "gold/billing/invoice_lines",
+    "gold/network/cell_kpi_1m", "gold/network/alerts", "gold/fraud/alerts", "gold/offers/triggers",
+    "gold/churn/features_daily", "gold/churn/scores", "gold/churn/offers",
+    "ops/quality_results",
+)
+
+
+def _scalar(lake, table: str, sql: str) -> Any:
+    from pipelines.core.duck import connect, query
+
+    if not lake.exists(table):
+        return None
+    return query(connect(lake, {"t": table}), sql).to_pylist()
+
+
+def summary(settings: Settings, quality_run: str | None = None) -> dict[str, Any]:
+    """The demo's numbers, read back from the lake (so they reconcile with the tables)."""
+    from pipelines.core.lake import Lake
+
+    lake = Lake.from_settings(settings)
+    existing = set(lake.list_tables())
+    out: dict[str, Any] = {"rows": {t: lake.dataset(t).count_rows() for t in KEY_TABLES if t in existing}}
+    out["shares"] = {t: lake.dataset(t).count_rows() for t in sorted(existing) if t.startswith("shares/")}
+    out["invoices"] = _scalar(lake, "gold/billing/invoices", "select currency, count(*) as invoices, sum(amount_excl_tax)::varchar as excl_tax, sum(amount_incl_tax)::varchar as incl_tax from t group by 1 order by 1")
+    out["network_alerts"] = _scalar(lake, "gold/network/alerts", "select rule, count(*) as alerts from t group by 1 order by 1")
+    out["fraud_alerts"] = _scalar(lake, "gold/fraud/alerts", "select rule, count(*) as alerts from t group by 1 order by 1")
+    which = f"'{quality_run}'" if quality_run else "(select arg_max(run_id, validated_at) from t)"
+    out["quality"] = _scalar(lake, "ops/quality_results", f"select count(distinct suite) as suites, count(*) filter (where success) as passed, count(*) filter (where not success) as failed from t where run_id = {which}")
+    out["top_churn_risk"] = _top_churn(lake)
+    return out
+
+
+def _top_churn(lake) -> list[dict] | None:
+    from pipelines.core.duck import connect, query
+
+    if not lake.exists("gold/churn/scores"):
+        return None
+    con = connect(lake, {"scores": "gold/churn/scores"})
+    cols = set(query(con, "select * from scores limit 0").column_names)
+    score = next((c for c in ("churn_score", "score", "probability") if c in cols), None)
+    date = next((c for c in ("as_of_date", "scored_for") if c in cols), None)
+    if score is None:
+        return None
+    latest = f"where {date} = (select max({date}) from scores)" if date else ""
+    return query(con, f"select subscriber_id, round({score}, 3) as score from scores {latest} order by {score} desc, subscriber_id limit 5").to_pylist()
+
+
+def print_summary(console: Console, numbers: dict[str, Any]) -> None:
+    table = Table("table", "rows", title="what landed (all tables: `telcolake tables`)")
+    for name, rows in {**numbers["rows"], **numbers["shares"]}.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    for key, title in (("invoices", "invoices"), ("network_alerts", "network alerts"), ("fraud_alerts", "fraud alerts"), ("quality", "quality gate (all tables)"), ("top_churn_risk", "top churn risks")):
+        if numbers.get(key):
+            console.print(f"[bold]{title}[/bold]: " + "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) for row in numbers[key]))
+
+
+def run_demo(settings: Settings, console: Console, **options: Any) -> DemoRun:
+    """Run every demo step in order and print the summary and what to try next."""
+    run = DemoRun(settings=settings, console=console, options=options)
+    for name, fn in STEPS:
+        run.step(name, fn)
+    run.results["summary"] = numbers = summary(settings, run.results.get("quality", {}).get("run_id"))
+    print_summary(console, numbers)
+    planted = run.results.get("simulate", {}).get("planted", {})
+    if planted:
+        console.print("[bold]planted by the simulator[/bold]: " + ", ".join(f"{k}={v}" for k, v in planted.items() if not isinstance(v, dict | list)))
+    reasons = run.results.get("ingest", {}).get("reasons", {})
+    if reasons:
+        console.print("[bold]quarantined by reason[/bold]: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+    why = run.results.get("churn", {}).get("why_no_model")
+    if why:
+        console.print(f"[yellow]churn:[/yellow] features written, no model or scores: {why}. "
+                      "Training needs months of history (docs/churn.md: `telcolake features --from/--to`, `telcolake churn train`).")
+    failures = run.results.get("quality", {}).get("failures") or []
+    for line in failures[:10]:
+        console.print(f"[red]quality:[/red] {line}")
+    console.print(f"lake: {settings.lake_root}  (the embedded broker keeps running; `telcolake broker stop` ends it)")
+    console.print("next: `telcolake status`, `telcolake tables`, `telcolake sql` (every table is a view), "
+                  "`telcolake serve-shares`, and the notebooks: `just notebooks` or `jupyter lab notebooks/`")
+    return run

@@ -1,0 +1,378 @@
+"""Scheduled jobs: their config (``[jobs.<name>]``), one run with retries, and ``ops/job_runs``."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from croniter import croniter
+
+from pipelines.core.config import Settings
+from pipelines.core.errors import ConfigError
+from pipelines.core.lake import Lake
+
+JOB_RUNS = "ops/job_runs"
+ERROR_TAIL_CHARS = 2000
+KNOWN_KEYS = {"cron", "command", "exec", "retries", "retry_backoff_s", "timeout_s", "enabled", "description"}
+
+JOB_RUNS_SCHEMA = pa.schema([
+    ("job", pa.string()),
+    ("run_id", pa.string()),
+    ("trigger", pa.string()),  # schedule | catch_up | manual
+    ("scheduled_for", pa.timestamp("us", tz="UTC")),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("ended_at", pa.timestamp("us", tz="UTC")),
+    ("duration_s", pa.float64()),
+    ("status", pa.string()),  # ok | failed | skipped
+    ("attempt", pa.int32()),
+    ("max_attempts", pa.int32()),
+    ("is_final", pa.bool_()),
+    ("exit_code", pa.int32()),
+    ("rows", pa.int64()),
+    ("command", pa.string()),  # JSON list
+    ("input_versions", pa.string()),  # JSON {table: version} before the attempt
+    ("output_versions", pa.string()),  # JSON {table: version} of tables the attempt changed
+    ("error", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ``[jobs.<name>]`` table.
+
+    Attributes:
+        name: the job name.
+        cron: a cron expression (5 fields; a 6th field is seconds, e.g. ``* * * * * */10``).
+        command: telcolake CLI arguments (``["ingest", "--until-caught-up", "--json"]``);
+            placeholders ``{date}``, ``{prev_date}``, ``{month}``, ``{prev_month}`` and
+            ``{scheduled_for}`` are filled from the run's scheduled time (UTC).
+        exec: instead of ``command``, a whole program argv (for work outside telcolake).
+        retries: extra attempts after a failed one.
+        retry_backoff_s: wait before retry k is ``retry_backoff_s * 2**(k-1)``.
+        timeout_s: an attempt running longer is killed and fails.
+        enabled: disabled jobs are listed but never scheduled.
+    """
+
+    name: str
+    cron: str
+    command: tuple[str, ...] = ()
+    exec: tuple[str, ...] = ()
+    retries: int = 2
+    retry_backoff_s: float = 10.0
+    timeout_s: float = 3600.0
+    enabled: bool = True
+    description: str = ""
+
+    def argv(self, scheduled_for: datetime) -> list[str]:
+        values = placeholders(scheduled_for)
+
+        def fill(arg: str) -> str:
+            for key, value in values.items():
+                arg = arg.replace("{" + key + "}", value)
+            return arg
+
+        if self.exec:
+            return [fill(a) for a in self.exec]
+        return [sys.executable, "-m", "pipelines.cli", *(fill(a) for a in self.command)]
+
+    def shown(self) -> str:
+        return " ".join(self.exec) if self.exec else "telcolake " + " ".join(self.command)
+
+    def recorded_command(self, scheduled_for: datetime) -> str:
+        """The command as recorded in ``ops/job_runs``: telcolake arguments, or the exec argv (JSON)."""
+        argv = self.argv(scheduled_for)
+        return json.dumps(argv if self.exec else argv[3:])
+
+    def next_after(self, when: datetime) -> datetime:
+        return croniter(self.cron, when).get_next(datetime)
+
+    def latest_at_or_before(self, when: datetime) -> datetime:
+        """The latest fire time at or before ``when``."""
+        probe = when + timedelta(microseconds=1)
+        return croniter(self.cron, probe).get_prev(datetime)
+
+
+def placeholders(when: datetime) -> dict[str, str]:
+    first = when.replace(day=1)
+    prev_month = first - timedelta(days=1)
+    return {
+        "scheduled_for": when.isoformat(),
+        "date": when.date().isoformat(),
+        "prev_date": (when - timedelta(days=1)).date().isoformat(),
+        "month": f"{when:%Y-%m}",
+        "prev_month": f"{prev_month:%Y-%m}",
+    }
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} = {value!r}: expected a non-empty list of strings")
+    return tuple(value)
+
+
+def _number(table: Mapping[str, Any], key: str, default: float, where: str, *, minimum: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{where}.{key} = {value!r}: expected a number >= {minimum:g}")
+    return value
+
+
+def parse_job(name: str, table: Mapping[str, Any]) -> Job:
+    """Validate one ``[jobs.<name>]`` table.
+
+    Raises:
+        ConfigError: one line naming the key and what is allowed.
+    """
+    where = f"jobs.{name}"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table with cron and command")
+    unknown = set(table) - KNOWN_KEYS
+    if unknown:
+        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key; allowed: {', '.join(sorted(KNOWN_KEYS))}")
+    cron = table.get("cron")
+    if not isinstance(cron, str) or not croniter.is_valid(cron):
+        raise ConfigError(f"{where}.cron = {cron!r}: expected a cron expression such as '*/5 * * * *'")
+    if ("command" in table) == ("exec" in table):
+        raise ConfigError(f"{where}: expected exactly one of command (telcolake arguments) or exec (a program argv)")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{where}.enabled = {enabled!r}: expected true or false")
+    retries = _number(table, "retries", 2, where, minimum=0)
+    if retries != int(retries):
+        raise ConfigError(f"{where}.retries = {retries!r}: expected a whole number >= 0")
+    return Job(
+        name=name,
+        cron=cron,
+        command=_str_list(table["command"], f"{where}.command") if "command" in table else (),
+        exec=_str_list(table["exec"], f"{where}.exec") if "exec" in table else (),
+        retries=int(retries),
+        retry_backoff_s=float(_number(table, "retry_backoff_s", 10.0, where, minimum=0)),
+        timeout_s=float(_number(table, "timeout_s", 3600.0, where, minimum=0.001)),
+        enabled=enabled,
+        description=str(table.get("description", "")),
+    )
+
+
+def load_jobs(settings: Settings) -> dict[str, Job]:
+    """Every job of ``[jobs]`` in the config, by name."""
+    return {name: parse_job(name, table) for name, table in settings.section("jobs").items()}
+
+
+def table_versions(lake: Lake) -> dict[str, int]:
+    """Current version of every lake table except ``ops/job_runs`` itself."""
+    out = {}
+    for name in lake.list_tables():
+        if name != JOB_RUNS:
+            version = lake.version(name)
+            if version is not None:
+                out[name] = version
+    return out
+
+
+def rows_from_output(stdout: str) -> int | None:
+    """The ``rows`` count of a command's JSON output (an int, or a mapping of ints summed)."""
+    text = stdout.strip()
+    if not text:
+        return None
+    for candidate in (text, text.splitlines()[-1]):
+        try:
+            doc = json.loads(candidate)
+        except ValueError:
+            continue
+        docs = doc if isinstance(doc, list) else [doc]
+        total, found = 0, False
+        for d in docs:
+            value = d.get("rows") if isinstance(d, dict) else None
+            if isinstance(value, dict):
+                value = sum(v for v in value.values() if isinstance(v, int) and not isinstance(v, bool))
+            if isinstance(value, int) and not isinstance(value, bool):
+                total, found = total + value, True
+        return total if found else None
+    return None
+
+
+class JobLock:
+    """An exclusive per-job lock file under the state dir: one run of a job at a time, across processes."""
+
+    def __init__(self, state_dir: Path, job: str):
+        self.path = state_dir / "jobs" / f"{job}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class Recorder:
+    """Appends run records to ``ops/job_runs`` (serialised within the process)."""
+
+    lake: Lake
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, **row: Any) -> dict:
+        full = {f.name: row.get(f.name) for f in JOB_RUNS_SCHEMA}
+        with self.lock:
+            self.lake.write(JOB_RUNS, pa.Table.from_pylist([full], schema=JOB_RUNS_SCHEMA))
+        return full
+
+    def skipped(self, job: Job, *, trigger: str, scheduled_for: datetime, reason: str) -> dict:
+        now = datetime.now(UTC)
+        return self.record(job=job.name, run_id=uuid.uuid4().hex[:12], trigger=trigger, scheduled_for=scheduled_for,
+                           started_at=now, ended_at=now, duration_s=0.0, status="skipped", attempt=0,
+                           max_attempts=job.retries + 1, is_final=True, command=job.recorded_command(scheduled_for),
+                           error=reason)
+
+
+def error_tail(text: str) -> str:
+    """The last ``ERROR_TAIL_CHARS`` of a command's output, without rich's box drawing."""
+    lines = (line.strip().strip("│╭╮╰╯─ ").strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)[-ERROR_TAIL_CHARS:]
+
+
+def _attempt(job: Job, argv: list[str], env: Mapping[str, str]) -> tuple[int | None, str, str]:
+    """Run one attempt; (exit code or None on timeout, stdout, stderr)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env),
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=job.timeout_s)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return None, out, err + f"\ntimed out after {job.timeout_s:g}s; killed"
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment of a job: this process's, with the same lake, state dir and config."""
+    env = dict(os.environ)
+    env["TELCOLAKE_LAKE"] = settings.lake_root
+    env["TELCOLAKE_STATE_DIR"] = str(settings.state_dir)
+    if settings.source is not None:
+        env["TELCOLAKE_CONFIG"] = str(settings.source)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_job(
+    settings: Settings,
+    job: Job,
+    *,
+    scheduled_for: datetime,
+    trigger: str,
+    recorder: Recorder,
+    stop: threading.Event | None = None,
+    on_attempt: Callable[[dict], None] | None = None,
+) -> dict:
+    """Run ``job`` (the caller holds its lock) with retries; record every attempt; return the last record."""
+    lake, env = recorder.lake, child_env(settings)
+    run_id = uuid.uuid4().hex[:12]
+    argv = job.argv(scheduled_for)
+    attempts = job.retries + 1
+    record: dict = {}
+    for attempt in range(1, attempts + 1):
+        before = table_versions(lake)
+        started = datetime.now(UTC)
+        t0 = time.monotonic()
+        try:
+            code, out, err = _attempt(job, argv, env)
+        except OSError as exc:
+            code, out, err = 127, "", f"cannot start {argv[0]}: {exc}"
+        duration = time.monotonic() - t0
+        after = table_versions(lake)
+        ok = code == 0
+        last = attempt == attempts or ok or (stop is not None and stop.is_set())
+        error = None
+        if not ok:
+            reason = "timed out" if code is None else f"exit code {code}"
+            error = f"{reason}: " + error_tail(err.strip() or out.strip())
+        record = recorder.record(
+            job=job.name, run_id=run_id, trigger=trigger, scheduled_for=scheduled_for, started_at=started,
+            ended_at=datetime.now(UTC), duration_s=round(duration, 3), status="ok" if ok else "failed",
+            attempt=attempt, max_attempts=attempts, is_final=last, exit_code=code, rows=rows_from_output(out) if ok else None,
+            command=job.recorded_command(scheduled_for), input_versions=json.dumps(before, sort_keys=True),
+            output_versions=json.dumps({t: v for t, v in after.items() if before.get(t) != v}, sort_keys=True), error=error,
+        )
+        if on_attempt:
+            on_attempt(record)
+        if last:
+            break
+        wait = job.retry_backoff_s * 2 ** (attempt - 1)
+        if stop is not None:
+            if stop.wait(wait):
+                break
+        else:
+            time.sleep(wait)
+    return record
+
+
+def history(lake: Lake, job: str | None = None, *, limit: int = 20) -> list[dict]:
+    """The latest ``limit`` records of ``ops/job_runs`` (of one job when given), newest first."""
+    if not lake.exists(JOB_RUNS):
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("job_runs", lake.dataset(JOB_RUNS))
+    where = "where job = $job" if job else ""
+    rel = con.sql(f"select * from job_runs {where} order by started_at desc, attempt desc limit {int(limit)}",
+                  params={"job": job} if job else None)
+    return rel.to_arrow_table().to_pylist()
+
+
+def last_runs(settings: Settings) -> list[dict]:
+    """Per job, its latest finished run (a skipped one only when it never ran): for ``telcolake status``.
+
+    Each dict has job, status (ok | failed | skipped), trigger, scheduled_for, started_at,
+    ended_at, attempt, rows and error.
+    """
+    lake = Lake.from_settings(settings)
+    if not lake.exists(JOB_RUNS):
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("job_runs", lake.dataset(JOB_RUNS))
+    sql = """select job, status, trigger, scheduled_for, started_at, ended_at, attempt, rows, error
+             from job_runs where is_final
+             qualify row_number() over (partition by job order by status <> 'skipped' desc, started_at desc) = 1
+             order by job"""
+    return con.sql(sql).to_arrow_table().to_pylist()
+
+
+def last_scheduled(lake: Lake) -> dict[str, datetime]:
+    """Per job, the latest ``scheduled_for`` of a scheduled (not manual) run, from ``ops/job_runs``."""
+    if not lake.exists(JOB_RUNS):
+        return {}
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("job_runs", lake.dataset(JOB_RUNS))
+    rows = con.sql("select job, max(scheduled_for) from job_runs where trigger <> 'manual' group by job").fetchall()
+    return {job: ts.astimezone(UTC) for job, ts in rows if ts is not None}

@@ -1,0 +1,333 @@
+"""The telco simulator: usage, network and BSS events with planted behaviours and defects.
+
+Deterministic for a config (no wall clock anywhere in the output) and vectorised: a
+population (``world``), its lifecycle (``bss``), usage drawn per subscriber-hour
+from Poisson rates (``usage``), cell KPIs and alarms (``network``), then JSON wire
+values with duplicates, late arrivals and malformed records (``wire``); ``output`` writes
+them to Kafka or to legacy dumps.
+
+Example:
+    >>> from datetime import date
+    >>> result = simulate(SimConfig(subscribers=50, days=1, start=date(2026, 10, 1)))
+    >>> sorted(result.values)
+    ['bss.events', 'network.events', 'usage.events']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from pipelines.core.config import Settings
+from pipelines.core.contracts import CONTRACTS, Contract
+from pipelines.core.errors import ConfigError
+from pipelines.simulate.bss import complaints, make_bss
+from pipelines.simulate.network import make_network, pick_incidents
+from pipelines.simulate.usage import make_usage
+from pipelines.simulate.wire import (
+    MALFORMED_KINDS,
+    UNKEYED,
+    Malformed,
+    encode,
+    malformed,
+    wire_frame,
+)
+from pipelines.simulate.world import Clock, cell_table, epoch_s, ids, make_population
+
+# A record is late when it arrives more than this after its event ended.
+LATE_AFTER_S = 3600
+_KEY_FIELD = {"usage.events": "subscriber_id", "network.events": "cell_id", "bss.events": "subscriber_id"}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What to simulate.
+
+    Attributes:
+        subscribers: population size.
+        days: simulated days from ``start`` (00:00 UTC).
+        seed: the only source of randomness; same config, byte-identical output.
+        start: first simulated day.
+        duplicate_rate: share of usage records that mediation sends twice (same record_id).
+        late_rate: share of usage records and KPI samples arriving hours to days late.
+        malformed_rate: share of malformed records planted (usage; a few in the others).
+        fraudsters: SIM-box / international-velocity fraudsters among the subscribers.
+        churn_rate: share of subscribers who terminate inside the window.
+        kpi_interval_s: seconds between KPI samples of a cell.
+        roaming: whether some subscribers travel abroad (outbound roaming).
+    """
+
+    subscribers: int = 2000
+    days: int = 7
+    seed: int = 42
+    start: date = date(2026, 10, 1)
+    duplicate_rate: float = 0.01
+    late_rate: float = 0.01
+    malformed_rate: float = 0.001
+    fraudsters: int = 5
+    churn_rate: float = 0.04
+    kpi_interval_s: int = 300
+
+    def __post_init__(self) -> None:
+        for name in ("subscribers", "days", "kpi_interval_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"simulate.{name} = {value!r}: expected an integer >= 1")
+        if self.subscribers < 8:
+            raise ConfigError(f"simulate.subscribers = {self.subscribers!r}: expected at least 8")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"simulate.seed = {self.seed!r}: expected an integer >= 0")
+        if not isinstance(self.fraudsters, int) or self.fraudsters < 0:
+            raise ConfigError(f"simulate.fraudsters = {self.fraudsters!r}: expected an integer >= 0")
+        if not isinstance(self.start, date):
+            raise ConfigError(f"simulate.start = {self.start!r}: expected a date YYYY-MM-DD")
+        for name in ("duplicate_rate", "late_rate", "malformed_rate", "churn_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 0.5:
+                raise ConfigError(f"simulate.{name} = {value!r}: expected a number between 0 and 0.5")
+        if 86400 % self.kpi_interval_s:
+            raise ConfigError(f"simulate.kpi_interval_s = {self.kpi_interval_s!r}: expected a divisor of 86400 (60, 300, 900 ...)")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> SimConfig:
+        """Defaults from ``telcolake.toml`` ``[simulate]``; ``overrides`` that are not None win.
+
+        Raises:
+            ConfigError: an unknown key or a value that is not allowed (one line).
+        """
+        section = dict(settings.section("simulate"))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"simulate.{unknown[0]}: unknown key; allowed: {', '.join(sorted(known))}")
+        if "start" in section:
+            section["start"] = parse_date(section["start"])
+        section.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**section)
+
+
+def parse_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"simulate.start = {value!r}: expected a date YYYY-MM-DD") from None
+
+
+@dataclass
+class Planted:
+    """What the simulator planted, for tests and benchmarks to check recall against.
+
+    Attributes:
+        churners: subscriber_ids that terminate inside the window.
+        fraudsters: subscriber_ids of the fraudsters.
+        duplicates: extra copies of usage records (same record_id and body).
+        late: records arriving more than LATE_AFTER_S after their event ended.
+        malformed: planted malformed records (all topics).
+        per_topic: topic -> records on it (everything, defects included).
+        incidents: (cell_id, start, end) of each network incident.
+        churn_at: subscriber_id -> time of its ``terminated`` event.
+        fraud_kinds: subscriber_id -> ``sim_box`` or ``intl_velocity``.
+        late_by_topic, malformed_by_topic: the same counts per topic.
+        malformed_kinds: kind -> count (non_json, truncated, wrong_type, ...).
+        roamers: subscribers who travel abroad during the window.
+        redial_chains: subscriber_id per call dropped during an incident and redialled until at
+            least three calls of the chain dropped (what the offers flow's repeated-drops rule
+            looks for; one subscriber may have several chains).
+    """
+
+    churners: list[str] = field(default_factory=list)
+    fraudsters: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    late: int = 0
+    malformed: int = 0
+    per_topic: dict[str, int] = field(default_factory=dict)
+    incidents: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+    churn_at: dict[str, datetime] = field(default_factory=dict)
+    fraud_kinds: dict[str, str] = field(default_factory=dict)
+    late_by_topic: dict[str, int] = field(default_factory=dict)
+    malformed_by_topic: dict[str, int] = field(default_factory=dict)
+    malformed_kinds: dict[str, int] = field(default_factory=dict)
+    roamers: int = 0
+    redial_chains: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts first (for printing), then the id lists and incidents, JSON-ready."""
+        return {
+            "churners": len(self.churners),
+            "fraudsters": len(self.fraudsters),
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "malformed": self.malformed,
+            "roamers": self.roamers,
+            "redial_chains": len(self.redial_chains),
+            "records": sum(self.per_topic.values()),
+            "per_topic": dict(self.per_topic),
+            "late_by_topic": dict(self.late_by_topic),
+            "malformed_by_topic": dict(self.malformed_by_topic),
+            "malformed_kinds": dict(self.malformed_kinds),
+            "incidents": [[c, a.isoformat().replace("+00:00", "Z"), b.isoformat().replace("+00:00", "Z")] for c, a, b in self.incidents],
+            "churner_ids": list(self.churners),
+            "fraudster_ids": list(self.fraudsters),
+            "redial_chain_ids": list(self.redial_chains),
+        }
+
+
+@dataclass
+class SimResult:
+    """Simulated topics in arrival order.
+
+    Attributes:
+        config: what was simulated.
+        values: contract topic -> JSON wire values (duplicates, late and malformed included).
+        keys: contract topic -> Kafka keys, same order (None for some malformed records).
+        timestamps: contract topic -> simulated arrival time (epoch ms), the Kafka timestamp.
+        planted: what was planted.
+        rows: contract topic -> the decodable records as wire columns (times as text), with
+            ``_arrival_ms``, in arrival order; what CSV/Parquet dumps hold.
+        malformed_rows: contract topic -> (arrival ms, planted malformed record).
+    """
+
+    config: SimConfig
+    values: dict[str, list[bytes]]
+    keys: dict[str, list[bytes | None]]
+    timestamps: dict[str, list[int]]
+    planted: Planted
+    rows: dict[str, pl.DataFrame] = field(repr=False, default_factory=dict)
+    malformed_rows: dict[str, list[tuple[int, Malformed]]] = field(repr=False, default_factory=dict)
+
+
+def _tag(seed: int) -> str:
+    state = np.random.SeedSequence([seed, 0x7E1C0]).generate_state(1)[0]
+    return f"{int(state) % 16**5:05x}"
+
+
+def simulate(cfg: SimConfig) -> SimResult:
+    """Generate every topic for ``cfg``; deterministic (same config, byte-identical values)."""
+    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(cfg.seed).spawn(7)]
+    clock = Clock(start_s=epoch_s(cfg.start), days=cfg.days)
+    tag = _tag(cfg.seed)
+    cells = cell_table()
+    pop = make_population(streams[0], cfg.subscribers, clock, fraudsters=cfg.fraudsters, churn_rate=cfg.churn_rate, cells=cells)
+    bss = make_bss(streams[1], pop, clock, tag)
+    incidents = pick_incidents(streams[2], pop, clock)
+    usage = make_usage(streams[3], pop, clock, cells, bss, incidents, tag, redial_rng=streams[6])
+    network = make_network(streams[5], clock, cells, usage.frame, incidents, cfg.kpi_interval_s, tag)
+
+    tickets = complaints(streams[5], usage.frame, incidents, pop, clock, tag)
+    bss_frame = pl.concat([bss.frame, tickets]) if tickets.height else bss.frame
+    bss_frame = bss_frame.sort("t", "sub", maintain_order=True)
+    bss_frame = bss_frame.select(
+        ids(f"B{tag}", np.arange(bss_frame.height), 8).alias("event_id"),
+        pop.subscriber_id.gather(bss_frame["sub"]).alias("subscriber_id"),
+        pop.account_id.gather(bss_frame["sub"]).alias("account_id"),
+        pl.col("t").alias("occurred_at"),
+        "kind",
+        "plan_id",
+        "amount",
+        "attributes",
+        pl.col("t").alias("_end"),
+    )
+    planted = Planted(roamers=usage.roamers)
+    planted.redial_chains = pop.subscriber_id.gather(usage.redial_subs).to_list()
+    result = SimResult(config=cfg, values={}, keys={}, timestamps={}, planted=planted)
+    rng = streams[4]
+    _assemble(result, rng, CONTRACTS["usage.events"], usage.frame, _usage_arrival(rng, usage.frame), late_rows=None)
+    kpi_rows = np.nonzero((network["kind"] == "kpi").to_numpy())[0]
+    arrival = network["_end"].to_numpy() * 1000 + rng.integers(1000, 30_000, network.height)
+    _assemble(result, rng, CONTRACTS["network.events"], network, arrival, late_rows=kpi_rows)
+    t = bss_frame["occurred_at"].to_numpy()
+    history = t < clock.start_s
+    arrival = np.where(history, clock.start_s * 1000 - 3_600_000 + np.cumsum(history), t * 1000 + 2000)
+    _assemble(result, rng, CONTRACTS["bss.events"], bss_frame, arrival, late_rows=np.zeros(0, np.int64))
+
+    churners = np.nonzero(pop.churn_s >= 0)[0]
+    planted.churners = pop.subscriber_id.gather(churners).to_list()
+    planted.churn_at = {s: datetime.fromtimestamp(int(t), UTC) for s, t in zip(planted.churners, pop.churn_s[churners], strict=True)}
+    fraud = np.nonzero(pop.fraud > 0)[0]
+    planted.fraudsters = pop.subscriber_id.gather(fraud).to_list()
+    planted.fraud_kinds = {s: ("sim_box", "intl_velocity")[int(k) - 1] for s, k in zip(planted.fraudsters, pop.fraud[fraud], strict=True)}
+    names = cells["cell_id"].to_list()
+    planted.incidents = [(names[c], datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)) for c, a, b in incidents]
+    planted.late = sum(planted.late_by_topic.values())
+    planted.malformed = sum(planted.malformed_by_topic.values())
+    return result
+
+
+def _usage_arrival(rng: np.random.Generator, frame: pl.DataFrame) -> np.ndarray:
+    """Mediation delay: seconds to minutes after the call or session ended."""
+    delay = np.minimum(5_000 + rng.exponential(25_000, frame.height), 15 * 60_000).astype(np.int64)
+    return frame["_end"].to_numpy() * 1000 + delay
+
+
+def _assemble(result: SimResult, rng: np.random.Generator, contract: Contract, frame: pl.DataFrame,
+              arrival: np.ndarray, *, late_rows: np.ndarray | None) -> None:
+    """Encode a topic, plant late/duplicate/malformed records, and order it by arrival."""
+    cfg, topic, planted = result.config, contract.topic, result.planted
+    n = frame.height
+    wire = wire_frame(frame, contract)
+    values = encode(wire, contract)
+    keys = frame[_KEY_FIELD[topic]].cast(pl.Binary).to_numpy()
+    end_ms = frame["_end"].to_numpy() * 1000
+    arrival = arrival.astype(np.int64)
+
+    candidates = np.arange(n) if late_rows is None else late_rows
+    n_late = min(len(candidates), int(round(cfg.late_rate * len(candidates))))
+    late = rng.choice(candidates, size=n_late, replace=False) if n_late else np.zeros(0, np.int64)
+    arrival[late] = end_ms[late] + np.exp(rng.uniform(np.log(2 * 3_600_000), np.log(3 * 86_400_000), n_late)).astype(np.int64)
+    planted.late_by_topic[topic] = n_late
+
+    src = [np.arange(n)]
+    when = [arrival]
+    if topic == "usage.events" and cfg.duplicate_rate > 0:
+        is_late = np.zeros(n, bool)
+        is_late[late] = True
+        on_time = np.nonzero(~is_late)[0]
+        n_dup = min(len(on_time), int(round(cfg.duplicate_rate * n)))
+        dup = np.sort(rng.choice(on_time, size=n_dup, replace=False))
+        src.append(dup)
+        when.append(arrival[dup] + rng.integers(60_000, 30 * 60_000, n_dup))
+        planted.duplicates = n_dup
+    src_all, when_all = np.concatenate(src), np.concatenate(when)
+
+    bad: list[tuple[int, Malformed]] = []
+    if cfg.malformed_rate > 0 and n:
+        share = 1.0 if topic == "usage.events" else 0.25
+        n_bad = max(1, int(round(cfg.malformed_rate * n * share)))
+        origin = np.sort(rng.choice(n, size=min(n, n_bad), replace=False))
+        kinds = [MALFORMED_KINDS[i % len(MALFORMED_KINDS)] for i in rng.permutation(len(origin))]
+        prefix = {"usage.events": "U", "network.events": "N", "bss.events": "B"}[topic] + _tag(cfg.seed) + "M"
+        for j, (o, kind) in enumerate(zip(origin.tolist(), kinds, strict=True)):
+            bad.append((int(arrival[o]) + int(rng.integers(0, 60_000)), malformed(rng, contract, values[o], kind, f"{prefix}{j:07d}")))
+        for _, m in bad:
+            planted.malformed_kinds[m.kind] = planted.malformed_kinds.get(m.kind, 0) + 1
+    planted.malformed_by_topic[topic] = len(bad)
+
+    bad_when = np.array([w for w, _ in bad], np.int64)
+    all_when = np.concatenate([when_all, bad_when])
+    order = np.argsort(all_when, kind="stable")
+    good = order < len(src_all)
+    bad_values = np.empty(len(bad), dtype=object)
+    bad_values[:] = [m.value for _, m in bad]
+    bad_keys = np.empty(len(bad), dtype=object)
+    if bad:
+        bad_keys[:] = [None if m.kind in UNKEYED else keys[o] for (_, m), o in zip(bad, origin.tolist(), strict=True)]
+    all_values = np.concatenate([values[src_all], bad_values])
+    all_keys = np.concatenate([keys[src_all], bad_keys])
+    result.values[topic] = all_values[order].tolist()
+    result.keys[topic] = all_keys[order].tolist()
+    result.timestamps[topic] = all_when[order].tolist()
+    result.planted.per_topic[topic] = len(order)
+    kept = order[good]
+    result.rows[topic] = wire[src_all[kept]].with_columns(_arrival_ms=pl.Series(when_all[kept]))
+    result.malformed_rows[topic] = sorted(bad, key=lambda x: x[0])
+
+
+def planted_summary(result: SimResult) -> dict[str, Any]:
+    """``Planted.as_dict()`` plus the config, for printing."""
+    return {"config": {k: str(v) for k, v in asdict(result.config).items()}, **result.planted.as_dict()}
