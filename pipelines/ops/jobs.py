@@ -21,12 +21,13 @@ import pyarrow as pa
 from croniter import croniter
 
 from pipelines.core.config import Settings
-from pipelines.core.errors import ConfigError
+from pipelines.core.keys import JOB
 from pipelines.core.lake import Lake
+from pipelines.core.schema import check_table, key_path
 
 JOB_RUNS = "ops/job_runs"
 ERROR_TAIL_CHARS = 2000
-KNOWN_KEYS = {"cron", "command", "exec", "retries", "retry_backoff_s", "timeout_s", "enabled", "description"}
+KNOWN_KEYS = set(JOB.keys)
 
 JOB_RUNS_SCHEMA = pa.schema([
     ("job", pa.string()),
@@ -117,53 +118,15 @@ def placeholders(when: datetime) -> dict[str, str]:
     }
 
 
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} = {value!r}: expected a non-empty list of strings")
-    return tuple(value)
-
-
-def _number(table: Mapping[str, Any], key: str, default: float, where: str, *, minimum: float) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"{where}.{key} = {value!r}: expected a number >= {minimum:g}")
-    return value
-
-
 def parse_job(name: str, table: Mapping[str, Any]) -> Job:
-    """Validate one ``[jobs.<name>]`` table.
+    """Check one ``[jobs.<name>]`` table against its declaration in :mod:`pipelines.core.keys`.
 
     Raises:
         ConfigError: one line naming the key and what is allowed.
     """
-    where = f"jobs.{name}"
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: expected a table with cron and command")
-    unknown = set(table) - KNOWN_KEYS
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key; allowed: {', '.join(sorted(KNOWN_KEYS))}")
-    cron = table.get("cron")
-    if not isinstance(cron, str) or not croniter.is_valid(cron):
-        raise ConfigError(f"{where}.cron = {cron!r}: expected a cron expression such as '*/5 * * * *'")
-    if ("command" in table) == ("exec" in table):
-        raise ConfigError(f"{where}: expected exactly one of command (telcolake arguments) or exec (a program argv)")
-    enabled = table.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}.enabled = {enabled!r}: expected true or false")
-    retries = _number(table, "retries", 2, where, minimum=0)
-    if retries != int(retries):
-        raise ConfigError(f"{where}.retries = {retries!r}: expected a whole number >= 0")
-    return Job(
-        name=name,
-        cron=cron,
-        command=_str_list(table["command"], f"{where}.command") if "command" in table else (),
-        exec=_str_list(table["exec"], f"{where}.exec") if "exec" in table else (),
-        retries=int(retries),
-        retry_backoff_s=float(_number(table, "retry_backoff_s", 10.0, where, minimum=0)),
-        timeout_s=float(_number(table, "timeout_s", 3600.0, where, minimum=0.001)),
-        enabled=enabled,
-        description=str(table.get("description", "")),
-    )
+    v = check_table(JOB, dict(table) if isinstance(table, Mapping) else table, f"jobs.{key_path(name)}")
+    return Job(name=name, cron=v["cron"], command=v.get("command", ()), exec=v.get("exec", ()), retries=v["retries"],
+               retry_backoff_s=v["retry_backoff_s"], timeout_s=v["timeout_s"], enabled=v["enabled"], description=v["description"])
 
 
 def load_jobs(settings: Settings) -> dict[str, Job]:

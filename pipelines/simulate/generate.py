@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -99,13 +99,7 @@ class SimConfig:
         Raises:
             ConfigError: an unknown key or a value that is not allowed (one line).
         """
-        section = dict(settings.section("simulate"))
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"simulate.{unknown[0]}: unknown key; allowed: {', '.join(sorted(known))}")
-        if "start" in section:
-            section["start"] = parse_date(section["start"])
+        section = settings.values("simulate")
         section.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**section)
 

@@ -88,7 +88,7 @@ def test_bad_config_value_is_one_clear_line(tmp_path, monkeypatch, isolated_env)
     bad = tmp_path / "bad.toml"
     bad.write_text('[ingest]\nflush_rows = "many"\n')
     monkeypatch.setenv("TELCOLAKE_CONFIG", str(bad))
-    with pytest.raises(ConfigError, match=r"ingest.flush_rows = 'many': expected int"):
+    with pytest.raises(ConfigError, match=r"ingest.flush_rows = 'many': expected an integer"):
         load_settings()
     isolated_env["TELCOLAKE_CONFIG"] = str(bad)
     out = cli("status", env=isolated_env)
