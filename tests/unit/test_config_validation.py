@@ -31,7 +31,13 @@ from pipelines.core.schema import Spec, Table
 from pipelines.ops.jobs import load_jobs
 from pipelines.sharing.registry import SharingSettings, load_partners, sharing_settings
 from pipelines.simulate import SimConfig
-from pipelines.streams.config import AlertRules, FraudRules, OfferRules, StreamSettings, stream_config
+from pipelines.streams.config import (
+    AlertRules,
+    FraudRules,
+    OfferRules,
+    StreamSettings,
+    stream_config,
+)
 from quality.core import QualityConfig
 
 CONFIG_DOC = tomllib.loads((REPO_ROOT / "telcolake.toml").read_text())
