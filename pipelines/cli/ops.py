@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli.common import console, err, fail, settings
@@ -96,13 +97,18 @@ def sql_cmd(
         if fmt not in sqlshell.FORMATS:
             raise ConfigError(f"--format {fmt!r}: expected table, csv or json")
         con = duckdb.connect()
-        views = sqlshell.register_lake(con, Lake.from_settings(s), versions=sqlshell.parse_versions(as_of_version or []), as_of=as_of)
+        skipped: list = []
+        views = sqlshell.register_lake(con, Lake.from_settings(s), versions=sqlshell.parse_versions(as_of_version or []), as_of=as_of,
+                                       skipped=skipped)
+        if skipped:
+            err.print(f"note: {len(skipped)} lake folder(s) not registered as views; `.tables` or `telcolake tables` says why",
+                      soft_wrap=True, highlight=False)
         if command is not None or file is not None:
             text = command if command is not None else file.read_text()
             for result in sqlshell.run(con, text):
                 sqlshell.render(result, fmt, sys.stdout, max_rows=max_rows, console=console)
             return
-        shell = sqlshell.Shell(con, views, fmt=fmt)  # type: ignore[arg-type]
+        shell = sqlshell.Shell(con, views, fmt=fmt, skipped=skipped)  # type: ignore[arg-type]
         interactive = sys.stdin.isatty()
         if interactive:
             console.print(f"telcolake sql: {len(views)} views over {s.lake_root}. .tables lists them, .help, .quit")
@@ -122,13 +128,16 @@ def tables_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON
     import json
 
     from pipelines.core.lake import Lake
-    from pipelines.ops.lake_info import human_age, human_bytes, lake_tables
+    from pipelines.ops.lake_info import human_age, human_bytes, lake_report
 
     s = settings()
     try:
-        infos = lake_tables(Lake.from_settings(s))
+        report = lake_report(Lake.from_settings(s))
     except TelcolakeError as exc:
         fail(exc)
+    infos = report.tables
+    for skipped in report.skipped:
+        err.print(f"skipped {escape(skipped.path)}: {escape(skipped.reason)}", soft_wrap=True, highlight=False)
     if as_json:
         print(json.dumps([i.as_dict() for i in infos]))
         return

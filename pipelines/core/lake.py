@@ -10,9 +10,10 @@ unique (``gold_invoices``).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -158,24 +159,152 @@ class Lake:
         raise AssertionError("unreachable")
 
     def list_tables(self) -> list[str]:
-        """Every Delta table under the root, as names (``bronze/usage.events`` ...)."""
-        import pyarrow.fs as pafs
+        """Every Delta table under the layer roots, as names (``bronze/usage.events`` ...); see :meth:`discover`."""
+        return self.discover().tables
 
+    def discover(self) -> Discovery:
+        """The tables under the layer roots (:data:`LAYERS`), and what was skipped with the reason.
+
+        A table is a directory holding ``_delta_log``; its name is its path under the root. A
+        name that does not map to a SQL identifier (a part with characters other than letters,
+        digits, ``_``, ``-`` and ``.``), a table outside the layer roots (``lake/silver_usage``
+        would otherwise shadow the ``silver_usage`` view) and every symlink (never followed:
+        not out of the lake, not in a loop) are skipped and reported. The walk stops at a
+        table (its partition folders are not tables) and at :data:`MAX_DEPTH`.
+        """
         if self.is_remote:
-            fs, base = pafs.FileSystem.from_uri(self.root)
-            fs = _s3_filesystem(self) or fs
-        else:
-            fs, base = pafs.LocalFileSystem(), self.root.removeprefix("file://")
+            return _discover_remote(self)
+        return _discover_local(self.root.removeprefix("file://"))
+
+
+LAYERS = ("bronze", "quarantine", "silver", "gold", "reference", "shares", "ops", "staging")
+MAX_DEPTH = 6
+NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A directory (or link) that discovery did not register, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """What :meth:`Lake.discover` found: table names, and everything skipped with its reason."""
+
+    tables: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def name_problem(name: str) -> str | None:
+    """Why table ``name`` cannot be registered (None when it can)."""
+    parts = name.split("/")
+    if parts[0] not in LAYERS:
+        return f"not under a layer root ({', '.join(LAYERS)}); a table here could shadow a view"
+    if len(parts) < 2:
+        return "a layer root itself is not a table"
+    bad = next((p for p in parts if not NAME_PART.match(p) or not p.isascii()), None)
+    if bad is not None:
+        return f"name part {bad!r} has characters other than ASCII letters, digits, '_', '-', '.': no SQL view name"
+    return None
+
+
+def _discover_local(base: str) -> Discovery:
+    found = Discovery()
+    root = base.rstrip("/")
+
+    def rel(path: str) -> str:
+        """The path under the root, printable: undecodable bytes and control characters shown escaped."""
+        text = os.fsencode(path[len(root) + 1:]).decode("utf-8", "backslashreplace")
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+    def is_table(path: str) -> bool:
         try:
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+            return os.path.isdir(os.path.join(path, "_delta_log")) and not os.path.islink(os.path.join(path, "_delta_log"))
+        except (OSError, ValueError):
+            return False
+
+    def skip_link(entry: os.DirEntry) -> None:
+        try:
+            target = os.readlink(entry.path)
+        except OSError:
+            target = "?"
+        found.skipped.append(Skipped(rel(entry.path), f"symlink to {target}: not followed (tables are found only inside the lake)"))
+
+    def walk(path: str, depth: int) -> None:
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            found.skipped.append(Skipped(rel(path), f"cannot be listed: {exc.strerror}"))
+            return
+        for entry in entries:
+            if entry.name == "_delta_log":
+                continue
+            try:
+                if entry.is_symlink():
+                    skip_link(entry)
+                    continue
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+            except OSError:
+                continue
+            name = rel(entry.path)
+            if is_table(entry.path):
+                problem = name_problem(name)
+                if problem is None:
+                    found.tables.append(name)
+                else:
+                    found.skipped.append(Skipped(name, problem))
+            elif depth + 1 < MAX_DEPTH:
+                walk(entry.path, depth + 1)
+            else:
+                found.skipped.append(Skipped(name, f"deeper than {MAX_DEPTH} levels: not searched"))
+
+    try:
+        with os.scandir(root) as it:
+            top = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return found
+    for entry in top:
+        if entry.is_symlink():
+            skip_link(entry)
+        elif entry.is_dir(follow_symlinks=False):
+            if entry.name in LAYERS:
+                if is_table(entry.path):
+                    found.skipped.append(Skipped(entry.name, "a layer root itself is not a table"))
+                walk(entry.path, 1)
+            elif is_table(entry.path):
+                found.skipped.append(Skipped(entry.name, name_problem(entry.name) or "not under a layer root"))
+    return found
+
+
+def _discover_remote(lake: Lake) -> Discovery:
+    import pyarrow.fs as pafs
+
+    fs, base = pafs.FileSystem.from_uri(lake.root)
+    fs = _s3_filesystem(lake) or fs
+    found = Discovery()
+    names = set()
+    for layer in LAYERS:
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(f"{base.rstrip('/')}/{layer}", recursive=True, allow_not_found=True))
         except (OSError, pa.ArrowException):
-            return []
-        names = set()
+            continue
         for info in infos:
-            path = info.path
-            if info.type == pafs.FileType.Directory and path.endswith("/_delta_log"):
-                names.add(path[len(base.rstrip("/")) + 1 : -len("/_delta_log")])
-        return sorted(n for n in names if n)
+            if info.type == pafs.FileType.Directory and info.path.endswith("/_delta_log"):
+                names.add(info.path[len(base.rstrip("/")) + 1 : -len("/_delta_log")])
+    for name in sorted(names):
+        if any(name.startswith(other + "/") for other in names):
+            continue  # a table inside a table's folder is not a table of the lake
+        problem = name_problem(name)
+        if problem:
+            found.skipped.append(Skipped(name, problem))
+        else:
+            found.tables.append(name)
+    return found
 
 
 _VIEW_TYPES = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary(), pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
@@ -234,17 +363,31 @@ def view_name(name: str) -> str:
     return name.strip("/").replace("/", "_").replace(".", "_").replace("-", "_")
 
 
-def view_names(names: Iterable[str]) -> dict[str, str]:
-    """View name -> table name, including the unique ``gold_<leaf>`` short names."""
-    names = list(names)
-    views = {view_name(n): n for n in names}
+def view_names(names: Iterable[str], skipped: list[Skipped] | None = None) -> dict[str, str]:
+    """View name -> table name, including the unique ``gold_<leaf>`` short names.
+
+    View names are compared case-insensitively (DuckDB's rule): when two tables map to the
+    same view (``silver/a.b`` and ``silver/a_b``), the first by name keeps it and the other is
+    added to ``skipped`` with the reason; a short name never takes a full view name.
+    """
+    views: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for n in sorted(names):
+        view = view_name(n)
+        owner = taken.get(view.lower())
+        if owner is not None:
+            if skipped is not None:
+                skipped.append(Skipped(n, f"its view name {view} is already taken by {owner}"))
+            continue
+        taken[view.lower()] = n
+        views[view] = n
     leaves: dict[str, list[str]] = {}
-    for n in names:
+    for n in views.values():
         parts = n.split("/")
         if parts[0] == "gold" and len(parts) > 2:
             leaves.setdefault(f"gold_{view_name(parts[-1])}", []).append(n)
     for alias, owners in leaves.items():
-        if len(owners) == 1 and alias not in views:
+        if len(owners) == 1 and alias.lower() not in taken:
             views[alias] = owners[0]
     return views
 
