@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.core.errors import ConfigError
 from pipelines.core.schema import (
+    URL,
     Bool,
     Cron,
     Day,
@@ -24,7 +25,6 @@ from pipelines.core.schema import (
     Strings,
     Table,
     Text,
-    Url,
 )
 
 DAY_S = 86_400
@@ -151,7 +151,8 @@ CONFIG = Table(keys={
         "max_row_ratio": Num(1, 1_000_000, default=10.0),
         "file_url_ttl_s": Int(1, 7 * DAY_S, default=900),
         "token_days": Int(1, 3650, default=90),
-        "endpoint": Url(default="http://127.0.0.1:8765/delta-sharing"),
+        "endpoint": Text(default="http://127.0.0.1:8765/delta-sharing", pattern=URL + r"(?<=/delta-sharing)/?", max_len=2000,
+                         what="an http(s):// URL ending in /delta-sharing, without spaces, query or fragment"),
         "max_body_bytes": Int(256, 16 << 20, default=64 << 10),
     }, checks=(_ratio_band,)),
     "quality": Table(keys={

@@ -176,13 +176,13 @@ def _read_share(run: DemoRun) -> dict[str, Any]:
     partner = next(iter(load_partners(run.settings).values()))
     partner_id = partner.partner_id
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(run.settings), host="127.0.0.1", port=port, log_level="warning"))
+    endpoint = f"http://127.0.0.1:{port}/delta-sharing"
+    server = uvicorn.Server(uvicorn.Config(create_app(run.settings, endpoint=endpoint), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         while not server.started and thread.is_alive():
             time.sleep(0.05)
-        endpoint = f"http://127.0.0.1:{port}/delta-sharing"
         profile = run.settings.state_dir / f"{partner_id}.share"
         profile.parent.mkdir(parents=True, exist_ok=True)
         profile.write_text(json.dumps(create_token(run.settings, partner_id, days=1).profile(endpoint)))

@@ -66,7 +66,7 @@ def server(published, tmp_path_factory) -> Iterator[Running]:
     b.append_usage(env.lake)
     publish(env.settings, A)
     port = _free_port()
-    app = create_app(env.settings, log_interval=0.2)
+    app = create_app(env.settings, log_interval=0.2, endpoint=f"http://127.0.0.1:{port}/delta-sharing")
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -120,9 +120,11 @@ def test_reads_equal_the_delta_tables_with_limit_version_and_timestamp(server):
 
 def test_change_data_feed(server):
     changes = delta_sharing.load_table_changes_as_pandas(url(server.profile(A), "roaming_records"), starting_version=1, ending_version=1)
-    counts = changes.groupby("_change_type").size().to_dict()
-    assert counts == {"insert": 16, "delete": 15}
-    assert set(changes["_commit_version"]) == {1}
+    assert changes.groupby("_change_type").size().to_dict() == {"insert": 1}  # only the new record, not a full rewrite
+    assert set(changes["_commit_version"]) == {1} and changes["duration_s"].tolist() == [90]
+    settlement = delta_sharing.load_table_changes_as_pandas(url(server.profile(A), "roaming_settlement"), starting_version=1, ending_version=1)
+    pre, post = (settlement[settlement["_change_type"] == k].iloc[0] for k in ("update_preimage", "update_postimage"))
+    assert len(settlement) == 2 and (pre["count_subscribers"], post["count_subscribers"]) == (5, 6)
 
 
 def test_a_partner_cannot_see_another_share(server):
@@ -195,10 +197,12 @@ def test_path_traversal_in_names_is_refused(server):
 
 def test_access_log_records_partner_table_version_rows(server):
     profile = server.profile(A)
+    assert requests.get(f"{server.endpoint}/shares", headers={"Authorization": "Bearer tlk_nope_x"}, timeout=5).status_code == 401
     delta_sharing.load_as_pandas(url(profile, "roaming_records"))
     server.app.state.access_log.flush()
     log = server.env.lake.read(ACCESS_LOG).to_pylist()
     # rows of a Delta table come back in file order, not commit order: the newest query is the latest `at`
     queries = sorted((r for r in log if r["operation"] == "query" and r["status"] == 200 and r["table"] == "roaming_records"), key=lambda r: r["at"])
-    assert queries and queries[-1]["partner_id"] == A and queries[-1]["version"] == 1 and queries[-1]["rows"] == 16 and queries[-1]["files"] == 1
-    assert any(r["status"] == 401 for r in log) and any(r["operation"] == "file" for r in log)
+    assert queries and queries[-1]["partner_id"] == A and queries[-1]["version"] == 1 and queries[-1]["rows"] == 16
+    assert queries[-1]["files"] == len(server.env.lake.table(f"shares/{A}/roaming_records").get_add_actions(flatten=True))
+    assert any(r["status"] == 401 and r["operation"] == "list_shares" for r in log) and any(r["operation"] == "file" for r in log)
