@@ -413,7 +413,7 @@ def create_app(settings: Settings, *, signer: UrlSigner | None = None, log_inter
         if len(body) > limit:
             raise BodyTooLarge(limit)
         try:
-            doc = json.loads(body) if body.strip() else {}
+            doc = json.loads(body.decode("utf-8")) if body.strip() else {}  # strict UTF-8 (RFC 8259), no lone surrogates
         except RecursionError:
             raise ApiError(400, "MALFORMED_REQUEST", "the request body is JSON nested too deeply") from None
         except ValueError as exc:  # also UnicodeDecodeError: not UTF-8
