@@ -177,7 +177,7 @@ class SimDays:
         rates = defect_rates(cfg)
         n_u = int(spill.counts.sum())
         cursor.draw("usage.arrival", n_u, lambda r, k: r.exponential(25_000, k))
-        rows_u = _Memo(lambda pos: spill.at(pos))
+        rows_u = _Memo(spill.at)
         self._plans["usage.events"] = plan_defects(
             cursor.rng, CONTRACTS["usage.events"], n_u, tag=w.tag, late_pool=None,
             arrival_at=lambda pos: _arrival_at(cursor.starts["usage.arrival"], pos, rows_u(pos), usage=True),
