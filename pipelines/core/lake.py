@@ -5,6 +5,10 @@ Tables are named by their path under the lake root (``bronze/usage.events``,
 the path with ``/`` and ``.`` turned into ``_`` (``bronze_usage_events``,
 ``gold_billing_invoices``); gold tables also answer to ``gold_<leaf>`` when the leaf is
 unique (``gold_invoices``).
+
+Every write is a commit planned from one snapshot and checked against it (:meth:`Lake.commit`):
+a writer that overtook it makes it plan again rather than re-send, so any number of
+processes can write one table (docs/operations.md, "Concurrent writers").
 """
 
 from __future__ import annotations
@@ -168,6 +172,22 @@ class Lake:
         version = self.commit(name, lambda _dt: write, partition_by=partition_by, configuration=configuration)
         assert version is not None
         return version
+
+    def existing_files(self, name: str, paths: list[str]) -> list[str]:
+        """Which of ``paths`` (relative to table ``name``, as the Delta log has them) are in storage."""
+        import urllib.parse
+
+        import pyarrow.fs as pafs
+
+        if not paths:
+            return []
+        if self.is_remote:
+            fs, base = pafs.FileSystem.from_uri(self.uri(name))
+            fs = _s3_filesystem(self) or fs
+        else:
+            fs, base = pafs.LocalFileSystem(), self.uri(name).removeprefix("file://")
+        infos = fs.get_file_info([f"{base.rstrip('/')}/{urllib.parse.unquote(p)}" for p in paths])
+        return [p for p, info in zip(paths, infos, strict=True) if info.type != pafs.FileType.NotFound]
 
     def list_tables(self) -> list[str]:
         """Every Delta table under the root, as names (``bronze/usage.events`` ...)."""

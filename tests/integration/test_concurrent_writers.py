@@ -138,3 +138,44 @@ def test_two_backfills_of_the_same_dumps_at_once_land_each_file_once(small_chunk
     assert _duplicates(rejected) == 0 and len(rejected) == 6
     landed = sum(json.loads(r.stdout.strip().splitlines()[-1])["rows"].get("usage.events", 0) for r in runs)
     assert landed == 30_500, "the two runs' own counts do not add up to what landed"
+
+
+def test_two_bill_runs_at_once_close_the_cycle_once(local_settings, tmp_path):
+    from pipelines.billing.reference import load_catalog
+    from tests.billing_data import TEST_CATALOG, interval, usage, write_subscribers, write_usage
+
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(TEST_CATALOG)
+    load_catalog(local_settings, catalog)
+    lake = Lake.from_settings(local_settings)
+    subs = [f"SUB{i}" for i in range(50)]
+    write_subscribers(lake, [interval(s, f"ACC{s}", "lite", "2026-09-01T00:00:00") for s in subs])
+    write_usage(lake, [usage(s, "voice", f"2026-10-{1 + d:02d}T10:00:00", duration_s=60 + d, called_number="4930111")
+                       for s in subs for d in range(20)])
+    runs = _together(_cli("bill-run", "--cycle", "2026-10", "--no-gate", "--json"))
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    summaries = [json.loads(r.stdout.strip().splitlines()[-1]) for r in runs]
+    print("already closed:", [s["already_closed"] for s in summaries])
+    assert sorted(s["already_closed"] for s in summaries) == [False, True], "exactly one run closes the cycle"
+    assert len({(s["invoices"], s["amount_incl_tax"]) for s in summaries}) == 1
+    assert lake.read("gold/billing/bill_runs").num_rows == 1
+    rated = lake.read("gold/billing/rated_usage", columns=["record_id"])["record_id"].to_pylist()
+    bills = lake.read("gold/billing/invoices", columns=["bill_no"])["bill_no"].to_pylist()
+    print(f"rated rows {len(rated)} (duplicates {_duplicates(rated)}), invoices {len(bills)} (duplicates {_duplicates(bills)})")
+    assert len(rated) == 1000 and _duplicates(rated) == 0
+    assert len(bills) == 50 and _duplicates(bills) == 0
+
+
+def test_two_publishes_of_a_partner_at_once_publish_one_version(tmp_path, monkeypatch):
+    from tests.unit.sharing.conftest import make_env
+
+    shared = make_env(tmp_path, monkeypatch)
+    runs = _together(_cli("publish", "--partner", "fr-orange", "--json"))
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    statuses = sorted(t["status"] for r in runs for t in json.loads(r.stdout.strip().splitlines()[-1])[0]["tables"])
+    print("statuses:", statuses)
+    assert statuses == ["published", "published", "unchanged", "unchanged"]
+    for table in ("roaming_settlement", "roaming_records"):
+        assert shared.lake.version(f"shares/fr-orange/{table}") == 0, f"{table}: published twice"
