@@ -125,6 +125,7 @@ def test_status_says_when_the_lake_is_ahead_of_the_topic(env, kafka, tmp_path):
         broker.stop_embedded(tmp_path / "restarted")
 
 
+@pytest.mark.slow  # each command waits out the 10 s metadata timeout
 def test_an_unreachable_broker_is_one_line_naming_bootstrap_and_timeout(isolated_env):
     closed = f"127.0.0.1:{broker.free_port()}"  # nothing listens there
     isolated_env["TELCOLAKE_KAFKA_BOOTSTRAP"] = closed

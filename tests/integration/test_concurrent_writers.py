@@ -167,6 +167,7 @@ def test_two_bill_runs_at_once_close_the_cycle_once(local_settings, tmp_path):
     assert len(bills) == 50 and _duplicates(bills) == 0
 
 
+@pytest.mark.slow
 def test_two_publishes_of_a_partner_at_once_publish_one_version(tmp_path, monkeypatch):
     from tests.unit.sharing.conftest import make_env
 
