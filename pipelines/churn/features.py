@@ -153,8 +153,7 @@ def write_day(lake: Lake, name: str, as_of: date, rows: pa.Table, **metadata: ob
     """Replace the ``as_of`` partition of table ``name`` with ``rows`` in one commit (creating the
     table); ``metadata`` goes into the commit after ``as_of_date``. Returns the table version."""
     meta = {"as_of_date": as_of.isoformat(), **metadata}
-    if not lake.exists(name):
-        return lake.write(name, rows, mode="append", partition_by=["as_of_date"], metadata=meta)
+    # one replace whether or not the table exists yet: two runs writing the same day leave one copy
     return lake.write(
         name, rows, mode="overwrite", partition_by=["as_of_date"], predicate=f"as_of_date = '{as_of.isoformat()}'", metadata=meta
     )

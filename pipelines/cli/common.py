@@ -18,7 +18,7 @@ def settings() -> Settings:
     try:
         return load_settings()
     except TelcolakeError as exc:
-        err.print(f"[red]config error:[/red] {one_line(exc)}", soft_wrap=True)
+        err.print(f"[red]config error:[/red] {one_line(exc)}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -28,9 +28,9 @@ def one_line(exc: Exception) -> str:
 
 
 def fail(exc: Exception, code: int = 1) -> None:
-    """Print ``exc`` and exit with ``code``; a config error is printed as one line."""
+    """Print ``exc`` as one line (never wrapped to the terminal's width) and exit with ``code``."""
     if isinstance(exc, ConfigError):
-        err.print(f"[red]config error:[/red] {one_line(exc)}", soft_wrap=True)
+        err.print(f"[red]config error:[/red] {one_line(exc)}", soft_wrap=True, highlight=False)
         raise typer.Exit(code)
-    err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)

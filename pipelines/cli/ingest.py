@@ -41,7 +41,7 @@ def ingest(
         else:
             stop = StopFlag()
             stop.install()
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,.0f} records"), TimeElapsedColumn(), console=err, disable=quiet or as_json) as progress:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,.0f} records"), TimeElapsedColumn(), console=err, disable=quiet or as_json, transient=True) as progress:
                 task = progress.add_task("ingesting" + (" until caught up" if until_caught_up else " (Ctrl-C to stop)"), total=None)
                 stats = ingest_mod.run_ingest(s, until_caught_up=until_caught_up, workers=workers or None, on_landed=_progress_callback(progress, task), stop=stop)
             summary = stats.as_dict()
@@ -112,15 +112,22 @@ def silver_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 def maintain(
     retention_hours: float = typer.Option(168.0, "--retention-hours", help="Vacuum files unreferenced for longer than this."),
+    force: bool = typer.Option(False, "--force", help="Allow a retention below a table's safe minimum (breaks time travel to older versions)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Compact small files, write checkpoints, vacuum old files; safe while ingest runs."""
     import json
 
+    from pipelines.core.errors import ConfigError
     from pipelines.ingest.maintain import maintain_all
 
     s = settings()
-    results = maintain_all(s, retention_hours=retention_hours)
+    try:
+        results = maintain_all(s, retention_hours=retention_hours, force=force)
+    except ConfigError as exc:
+        fail(exc, 2)
+    except TelcolakeError as exc:
+        fail(exc)
     if as_json:
         print(json.dumps(results, default=str))
     else:

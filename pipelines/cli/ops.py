@@ -26,13 +26,19 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         print(json.dumps(st, default=str))
         return
     b = st["broker"]
-    console.print(f"broker: {b['kind']} at {b['address'] or '-'}" + ("" if b["running"] else " (not running: `telcolake broker start`)"))
+    down = f" ({b['error']})" if b.get("error") else " (not running: `telcolake broker start`)"
+    console.print(f"broker: {b['kind']} at {b['address'] or '-'}" + ("" if b["running"] else down), soft_wrap=True)
     show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
-    table = Table("topic", "part", "end", "landed", "lag", "rows", "quarantined", title="ingest")
+    table = Table("topic", "part", "end", "landed", "lag", "state", "rows", "quarantined", title="ingest")
     for t in st["topics"]:
         for p in t["partitions"]:
-            table.add_row(t["topic"], str(p["partition"]), show(p["end_offset"]), show(p["landed_offset"]), show(p["lag"]), show(p["rows"]), show(p["quarantined"]))
+            state = p["state"] + (f" by {p['ahead']:,}" if p["ahead"] else "")
+            table.add_row(t["topic"], str(p["partition"]), show(p["end_offset"]), show(p["landed_offset"]), show(p["lag"]), state,
+                          show(p["rows"]), show(p["quarantined"]))
     console.print(table)
+    if any(p["state"] == "lake ahead of topic" for t in st["topics"] for p in t["partitions"]):
+        console.print("[yellow]lake ahead of topic[/yellow]: the lake has read past the topic's end, so the topic was recreated "
+                      "or truncated (the embedded broker keeps topics in memory); ingest refuses to resume those partitions")
     fresh = Table("topic", "bronze version", "rows", "quarantined", "last commit", "newest event", "freshness")
     for t in st["topics"]:
         age = "-" if t["freshness_s"] is None else human_age(t["freshness_s"])

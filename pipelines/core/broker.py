@@ -23,6 +23,16 @@ from pipelines.core.errors import BrokerError
 
 STATE_FILE = "broker.json"
 READY_TIMEOUT_S = 20.0
+METADATA_TIMEOUT_S = 10.0
+
+
+def unreachable(bootstrap: str, exc: BaseException, timeout: float = METADATA_TIMEOUT_S) -> BrokerError:
+    """The one-line error for a broker that did not answer a metadata request."""
+    reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+    return BrokerError(
+        f"the Kafka broker at {bootstrap} did not answer within {timeout:g} s ({reason}); start it "
+        "(`telcolake broker start`) or point TELCOLAKE_KAFKA_BOOTSTRAP / [kafka] bootstrap at a running one"
+    )
 
 
 def client_config(settings: Settings | None = None, *, bootstrap: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -222,10 +232,14 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], *, extra: dict[str, An
     Returns:
         topic -> partition count as the broker has it.
     """
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **(extra or {})})
-    existing = admin.list_topics(timeout=10).topics
+    try:
+        existing = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics
+    except KafkaException as exc:
+        raise unreachable(bootstrap, exc) from None
     missing = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing]
     if missing:
         for name, future in admin.create_topics(missing, operation_timeout=10).items():
@@ -251,7 +265,7 @@ def end_offsets(bootstrap: str, topic: str, *, extra: dict[str, Any] | None = No
     watermark to partition EOF and takes the offset after the last record seen; on real
     Kafka that read is empty and the watermark stands.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(
         {
@@ -264,7 +278,10 @@ def end_offsets(bootstrap: str, topic: str, *, extra: dict[str, Any] | None = No
         }
     )
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        try:
+            meta = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+        except KafkaException as exc:
+            raise unreachable(bootstrap, exc) from None
         if meta is None or meta.error is not None or not meta.partitions:
             return {}
         ends: dict[int, int] = {}

@@ -112,13 +112,25 @@ def _group(messages: list, topics: list[str]) -> dict[str, list]:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM (when installed): sources finish their batch and end cleanly."""
+    """Set by SIGINT/SIGTERM (when installed): sources finish their batch and end cleanly.
+
+    A step that cannot go on (another process writes the same state) calls :meth:`fail`: the
+    flow ends the same way, and the runner raises the error after it (one line, no panic).
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.error: BaseException | None = None
+        self.runner_raises = False  # set by a runner that raises ``error`` after the flow; else the sink does
 
     def set(self) -> None:
         self._event.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop because a step cannot go on; the runner raises ``exc`` once the flow ended."""
+        if self.error is None:
+            self.error = exc
+        self.set()
 
     def is_set(self) -> bool:
         return self._event.is_set()

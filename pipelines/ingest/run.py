@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pipelines.core.broker import ensure_topics, free_port, resolve_bootstrap
 from pipelines.core.config import Settings
 from pipelines.core.contracts import CONTRACTS
-from pipelines.core.errors import TelcolakeError
+from pipelines.core.errors import TelcolakeError, project_error
 from pipelines.ingest.kafka_source import StopFlag
 from pipelines.ingest.landing import Landed
 
@@ -89,7 +89,10 @@ def run_ingest(
 
     flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_landed=landed, topics=topics)
     started = time.monotonic()
-    cli_main(flow, workers_per_process=workers or settings.ingest.workers, epoch_interval=None)
+    try:
+        cli_main(flow, workers_per_process=workers or settings.ingest.workers, epoch_interval=None)
+    except Exception as exc:  # a step's project error comes back wrapped in Bytewax's
+        raise (project_error(exc) or exc) from None
     stats.seconds = time.monotonic() - started
     return stats
 

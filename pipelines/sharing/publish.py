@@ -33,6 +33,7 @@ from pipelines.core.config import REPO_ROOT, Settings
 from pipelines.core.duck import model_sql, query
 from pipelines.core.errors import LakeError, QualityGateFailed
 from pipelines.core.lake import Lake
+from pipelines.core.lease import leased
 from pipelines.sharing import manifest
 from pipelines.sharing.gate import run_gate
 from pipelines.sharing.registry import Partner, load_partners, partner_secret, sharing_settings
@@ -259,8 +260,12 @@ def _manifest_needed(lake: Lake, log: manifest.ChangeLog, partner: Partner, last
     return False
 
 
+@leased(lambda _settings, partner, **_k: f"publish:{partner.partner_id}")
 def publish_partner(settings: Settings, partner: Partner, *, on_step: StepCallback | None = None) -> PublishResult:
     """Build, gate and publish one partner's share.
+
+    One publish per partner at a time (a lease in ``ops/leases``): a second one waits, then
+    finds the tables unchanged.
 
     Raises:
         QualityGateFailed: the inputs or the new content failed the gate; nothing was published.
