@@ -179,7 +179,7 @@ class TestUnchangedMeansUnchanged:
         before = {n: lake.version(n) for n in shares}
         inputs_before = lake.version("silver/usage")
         manifests = {p: len(history(lake, p)) for p in load_partners(s)}
-        maintain_all(s, retention_hours=0)  # compacts, checkpoints and vacuums every table: inputs and shares
+        maintain_all(s, retention_hours=0, force=True)  # compacts, checkpoints and vacuums every table: inputs and shares
         maintained = {n: lake.version(n) for n in shares}
         assert lake.version("silver/usage") > inputs_before and any(maintained[n] > before[n] for n in shares)
         results = publish(s)
