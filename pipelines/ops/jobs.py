@@ -26,12 +26,15 @@ from pipelines.core.lake import Lake
 
 JOB_RUNS = "ops/job_runs"
 ERROR_TAIL_CHARS = 2000
-KNOWN_KEYS = {"cron", "command", "exec", "retries", "retry_backoff_s", "timeout_s", "enabled", "description"}
+KNOWN_KEYS = {
+    "cron", "command", "exec", "retries", "retry_backoff_s", "timeout_s", "enabled", "description",
+    "reads", "writes", "after", "on_inputs", "min_interval_s", "grace_s", "exclusive", "under_up",
+}
 
 JOB_RUNS_SCHEMA = pa.schema([
     ("job", pa.string()),
     ("run_id", pa.string()),
-    ("trigger", pa.string()),  # schedule | catch_up | manual
+    ("trigger", pa.string()),  # schedule | catch_up | inputs | manual
     ("scheduled_for", pa.timestamp("us", tz="UTC")),
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("ended_at", pa.timestamp("us", tz="UTC")),
@@ -55,7 +58,8 @@ class Job:
 
     Attributes:
         name: the job name.
-        cron: a cron expression (5 fields; a 6th field is seconds, e.g. ``* * * * * */10``).
+        cron: a cron expression (5 fields; a 6th field is seconds, e.g. ``* * * * * */10``);
+            empty for a job that runs only when its inputs moved.
         command: telcolake CLI arguments (``["ingest", "--until-caught-up", "--json"]``);
             placeholders ``{date}``, ``{prev_date}``, ``{month}``, ``{prev_month}`` and
             ``{scheduled_for}`` are filled from the run's scheduled time (UTC).
@@ -64,10 +68,21 @@ class Job:
         retry_backoff_s: wait before retry k is ``retry_backoff_s * 2**(k-1)``.
         timeout_s: an attempt running longer is killed and fails.
         enabled: disabled jobs are listed but never scheduled.
+        reads: lake tables the job reads (``silver/usage``, or a prefix ending in ``*`` such as
+            ``gold/*``); it never runs beside a job that writes one of them.
+        writes: lake tables the job writes, in the same form; a job reading them runs after it.
+        after: jobs that run before this one when both are due (on top of reads/writes).
+        on_inputs: also run when a table in ``reads`` moved since the last successful run.
+        min_interval_s: an ``on_inputs`` run starts at most this often.
+        grace_s: a run due at T starts at T + grace_s (its placeholders still use T): closing
+            a billing cycle only after late usage had time to land.
+        exclusive: runs alone (no other job beside it), e.g. compaction of every table.
+        under_up: false for work that ``telcolake up`` does continuously (ingest, streams):
+            the scheduler inside ``up`` leaves such a job out.
     """
 
     name: str
-    cron: str
+    cron: str = ""
     command: tuple[str, ...] = ()
     exec: tuple[str, ...] = ()
     retries: int = 2
@@ -75,6 +90,14 @@ class Job:
     timeout_s: float = 3600.0
     enabled: bool = True
     description: str = ""
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    on_inputs: bool = False
+    min_interval_s: float = 300.0
+    grace_s: float = 0.0
+    exclusive: bool = False
+    under_up: bool = True
 
     def argv(self, scheduled_for: datetime) -> list[str]:
         values = placeholders(scheduled_for)
@@ -96,13 +119,28 @@ class Job:
         argv = self.argv(scheduled_for)
         return json.dumps(argv if self.exec else argv[3:])
 
-    def next_after(self, when: datetime) -> datetime:
-        return croniter(self.cron, when).get_next(datetime)
+    def next_after(self, when: datetime) -> datetime | None:
+        """The first scheduled time after ``when`` (None for a job without a cron)."""
+        return croniter(self.cron, when).get_next(datetime) if self.cron else None
 
-    def latest_at_or_before(self, when: datetime) -> datetime:
-        """The latest fire time at or before ``when``."""
+    def latest_at_or_before(self, when: datetime) -> datetime | None:
+        """The latest scheduled time at or before ``when`` (None for a job without a cron)."""
+        if not self.cron:
+            return None
         probe = when + timedelta(microseconds=1)
         return croniter(self.cron, probe).get_prev(datetime)
+
+    def latest_ripe(self, now: datetime) -> datetime | None:
+        """The latest scheduled time whose grace has passed by ``now``: what a start catches up."""
+        return self.latest_at_or_before(now - timedelta(seconds=self.grace_s))
+
+    def shown_schedule(self) -> str:
+        parts = [self.cron] if self.cron else []
+        if self.grace_s:
+            parts.append(f"+{self.grace_s:g}s grace")
+        if self.on_inputs:
+            parts.append(f"on inputs (>= {self.min_interval_s:g}s apart)")
+        return ", ".join(parts) or "-"
 
 
 def placeholders(when: datetime) -> dict[str, str]:
@@ -130,6 +168,16 @@ def _number(table: Mapping[str, Any], key: str, default: float, where: str, *, m
     return value
 
 
+def _tables(value: Any, where: str) -> tuple[str, ...]:
+    """Table names or prefixes (``gold/*``): ``*`` only as the last character."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} = {value!r}: expected a list of table names such as 'silver/usage' or 'gold/*'")
+    for v in value:
+        if "*" in v[:-1] or v.startswith("/"):
+            raise ConfigError(f"{where}: {v!r}: expected a table name, or a prefix ending in * such as 'gold/billing/*'")
+    return tuple(value)
+
+
 def parse_job(name: str, table: Mapping[str, Any]) -> Job:
     """Validate one ``[jobs.<name>]`` table.
 
@@ -142,14 +190,27 @@ def parse_job(name: str, table: Mapping[str, Any]) -> Job:
     unknown = set(table) - KNOWN_KEYS
     if unknown:
         raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key; allowed: {', '.join(sorted(KNOWN_KEYS))}")
-    cron = table.get("cron")
-    if not isinstance(cron, str) or not croniter.is_valid(cron):
+    cron = table.get("cron", "")
+    if not isinstance(cron, str) or (cron and not croniter.is_valid(cron)):
         raise ConfigError(f"{where}.cron = {cron!r}: expected a cron expression such as '*/5 * * * *'")
+    on_inputs = table.get("on_inputs", False)
+    if not isinstance(on_inputs, bool):
+        raise ConfigError(f"{where}.on_inputs = {on_inputs!r}: expected true or false")
+    if not cron and not on_inputs:
+        raise ConfigError(f"{where}: expected a cron expression, on_inputs = true, or both")
     if ("command" in table) == ("exec" in table):
         raise ConfigError(f"{where}: expected exactly one of command (telcolake arguments) or exec (a program argv)")
-    enabled = table.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}.enabled = {enabled!r}: expected true or false")
+    flags = {}
+    for key, default in (("enabled", True), ("exclusive", False), ("under_up", True)):
+        flags[key] = table.get(key, default)
+        if not isinstance(flags[key], bool):
+            raise ConfigError(f"{where}.{key} = {flags[key]!r}: expected true or false")
+    reads, writes = (_tables(table.get(k, []), f"{where}.{k}") for k in ("reads", "writes"))
+    if on_inputs and not reads:
+        raise ConfigError(f"{where}.on_inputs = true: expected the tables it reads in {where}.reads")
+    after = table.get("after", [])
+    if not isinstance(after, list) or not all(isinstance(a, str) and a for a in after):
+        raise ConfigError(f"{where}.after = {after!r}: expected a list of job names")
     retries = _number(table, "retries", 2, where, minimum=0)
     if retries != int(retries):
         raise ConfigError(f"{where}.retries = {retries!r}: expected a whole number >= 0")
@@ -161,14 +222,36 @@ def parse_job(name: str, table: Mapping[str, Any]) -> Job:
         retries=int(retries),
         retry_backoff_s=float(_number(table, "retry_backoff_s", 10.0, where, minimum=0)),
         timeout_s=float(_number(table, "timeout_s", 3600.0, where, minimum=0.001)),
-        enabled=enabled,
+        enabled=flags["enabled"],
         description=str(table.get("description", "")),
+        reads=reads,
+        writes=writes,
+        after=tuple(after),
+        on_inputs=on_inputs,
+        min_interval_s=float(_number(table, "min_interval_s", 300.0, where, minimum=0)),
+        grace_s=float(_number(table, "grace_s", 0.0, where, minimum=0)),
+        exclusive=flags["exclusive"],
+        under_up=flags["under_up"],
     )
 
 
 def load_jobs(settings: Settings) -> dict[str, Job]:
-    """Every job of ``[jobs]`` in the config, by name."""
-    return {name: parse_job(name, table) for name, table in settings.section("jobs").items()}
+    """Every job of ``[jobs]`` in the config, by name.
+
+    Raises:
+        ConfigError: a bad job table, an ``after`` naming no job, or a cycle of ``after``.
+    """
+    jobs = {name: parse_job(name, table) for name, table in settings.section("jobs").items()}
+    for job in jobs.values():
+        for other in job.after:
+            if other not in jobs:
+                raise ConfigError(f"jobs.{job.name}.after: no job {other!r}; configured: {', '.join(sorted(jobs))}")
+    from pipelines.ops.jobgraph import after_cycle
+
+    cycle = after_cycle(jobs)
+    if cycle:
+        raise ConfigError(f"jobs: the after lists form a cycle: {' -> '.join(cycle)}")
+    return jobs
 
 
 def table_versions(lake: Lake) -> dict[str, int]:
@@ -347,10 +430,12 @@ def history(lake: Lake, job: str | None = None, *, limit: int = 20) -> list[dict
 
 
 def last_runs(settings: Settings) -> list[dict]:
-    """Per job, its latest finished run (a skipped one only when it never ran): for ``telcolake status``.
+    """Per job, its latest attempt (a skipped one only when it never ran): for ``jobs list`` and ``status``.
 
-    Each dict has job, status (ok | failed | skipped), trigger, scheduled_for, started_at,
-    ended_at, attempt, rows and error.
+    The latest attempt, not only a final one: a failed attempt whose retry never came (the
+    scheduler stopped during the backoff) is still the job's last word. Each dict has job,
+    status (ok | failed | skipped), trigger, scheduled_for, started_at, ended_at, attempt,
+    max_attempts, is_final, rows and error.
     """
     lake = Lake.from_settings(settings)
     if not lake.exists(JOB_RUNS):
@@ -359,20 +444,33 @@ def last_runs(settings: Settings) -> list[dict]:
 
     con = duckdb.connect()
     con.register("job_runs", lake.dataset(JOB_RUNS))
-    sql = """select job, status, trigger, scheduled_for, started_at, ended_at, attempt, rows, error
-             from job_runs where is_final
-             qualify row_number() over (partition by job order by status <> 'skipped' desc, started_at desc) = 1
+    sql = """select job, status, trigger, scheduled_for, started_at, ended_at, attempt, max_attempts, is_final, rows, error
+             from job_runs
+             qualify row_number() over (partition by job order by status <> 'skipped' desc, started_at desc, attempt desc) = 1
              order by job"""
     return con.sql(sql).to_arrow_table().to_pylist()
 
 
 def last_scheduled(lake: Lake) -> dict[str, datetime]:
-    """Per job, the latest ``scheduled_for`` of a scheduled (not manual) run, from ``ops/job_runs``."""
+    """Per job, the latest ``scheduled_for`` of a cron run (schedule or catch-up), from ``ops/job_runs``."""
     if not lake.exists(JOB_RUNS):
         return {}
     import duckdb
 
     con = duckdb.connect()
     con.register("job_runs", lake.dataset(JOB_RUNS))
-    rows = con.sql("select job, max(scheduled_for) from job_runs where trigger <> 'manual' group by job").fetchall()
+    rows = con.sql("select job, max(scheduled_for) from job_runs where trigger in ('schedule', 'catch_up') group by job").fetchall()
     return {job: ts.astimezone(UTC) for job, ts in rows if ts is not None}
+
+
+def last_ok_inputs(lake: Lake) -> dict[str, tuple[datetime, dict[str, int]]]:
+    """Per job, when its latest successful attempt started and the table versions it saw then."""
+    if not lake.exists(JOB_RUNS):
+        return {}
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("job_runs", lake.dataset(JOB_RUNS))
+    rows = con.sql("""select job, started_at, input_versions from job_runs where status = 'ok'
+                      qualify row_number() over (partition by job order by started_at desc) = 1""").fetchall()
+    return {job: (ts.astimezone(UTC), json.loads(v or "{}")) for job, ts, v in rows}
