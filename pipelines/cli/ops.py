@@ -56,6 +56,20 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
             console.print(f"  [red]failing[/red] {f['table']}@{f['version']} {f['suite']} {f['expectation']} observed {f['observed']}")
 
 
+def up(
+    port: int = typer.Option(None, "--port", help="HTTP port of /health, /ready and /api/status (default: port in the service section, 8760)."),
+) -> None:
+    """Run the whole product until SIGTERM/Ctrl-C: broker, ingest, silver, streams, scheduled jobs, operator endpoints."""
+    from pipelines.ops.up import run_up
+
+    s = settings()
+    try:
+        code = run_up(s, port=port)
+    except (TelcolakeError, OSError) as exc:
+        fail(exc)
+    raise typer.Exit(code)
+
+
 def demo(
     subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: the simulate section of telcolake.toml)."),
     days: int = typer.Option(0, "--days", help="Simulated days (default: the simulate section of telcolake.toml)."),

@@ -23,6 +23,8 @@ class IngestSettings:
         flush_rows: commit a batch once it holds this many records.
         flush_bytes: ... or this many bytes of raw values.
         flush_seconds: ... or once its oldest record has waited this long.
+        idle_flush_seconds: ... or, once the consumer has caught up with its partitions,
+            once its oldest record has waited this long (low latency for a steady stream).
         max_record_bytes: larger values are quarantined as ``too_large``.
         min_event_time: event times before this are ``out_of_range``.
         max_future_skew_hours: event times later than now plus this are ``out_of_range``.
@@ -32,6 +34,7 @@ class IngestSettings:
     flush_rows: int = 200_000
     flush_bytes: int = 64 * 1024 * 1024
     flush_seconds: float = 2.0
+    idle_flush_seconds: float = 0.2
     max_record_bytes: int = 1024 * 1024
     min_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_future_skew_hours: float = 24.0
@@ -114,6 +117,7 @@ def _ingest(table: dict[str, Any]) -> IngestSettings:
         flush_rows=int(_positive(_get(table, "flush_rows", int, 200_000, w), f"{w}.flush_rows")),
         flush_bytes=int(_positive(_get(table, "flush_bytes", int, 64 << 20, w), f"{w}.flush_bytes")),
         flush_seconds=_positive(_get(table, "flush_seconds", float, 2.0, w), f"{w}.flush_seconds"),
+        idle_flush_seconds=_positive(_get(table, "idle_flush_seconds", float, 0.2, w), f"{w}.idle_flush_seconds"),
         max_record_bytes=int(_positive(_get(table, "max_record_bytes", int, 1 << 20, w), f"{w}.max_record_bytes")),
         min_event_time=_parse_time(_get(table, "min_event_time", str, "2000-01-01T00:00:00Z", w), f"{w}.min_event_time"),
         max_future_skew_hours=_positive(_get(table, "max_future_skew_hours", float, 24.0, w), f"{w}.max_future_skew_hours"),

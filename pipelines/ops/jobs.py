@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -339,17 +340,51 @@ def error_tail(text: str) -> str:
     return "\n".join(line for line in lines if line)[-ERROR_TAIL_CHARS:]
 
 
-def _attempt(job: Job, argv: list[str], env: Mapping[str, str]) -> tuple[int | None, str, str]:
-    """Run one attempt; (exit code or None on timeout, stdout, stderr)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env),
-                            start_new_session=True)
+def die_with_parent() -> None:
+    """In a child before exec: get SIGKILL when the process that started it dies (Linux), and
+    its own process group (a timeout or shutdown kills the whole job; Ctrl-C reaches only us)."""
     try:
-        out, err = proc.communicate(timeout=job.timeout_s)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return None, out, err + f"\ntimed out after {job.timeout_s:g}s; killed"
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+INTERRUPTED = "interrupted: the scheduler stopped"
+
+
+def _attempt(job: Job, argv: list[str], env: Mapping[str, str], cancel: threading.Event | None = None) -> tuple[int | None, str, str]:
+    """Run one attempt; (exit code or None on timeout/cancel, stdout, stderr).
+
+    With ``cancel`` set while it runs, the job's process group gets SIGTERM, then SIGKILL
+    after 10 s, and the error says it was interrupted.
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env),
+                            preexec_fn=die_with_parent)
+    deadline = time.monotonic() + job.timeout_s
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.5 if cancel is not None else max(0.001, deadline - time.monotonic()))
+            return proc.returncode, out, err
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel is not None and cancel.is_set():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+            return None, out, (err or "") + f"\n{INTERRUPTED}"
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return None, out, err + f"\ntimed out after {job.timeout_s:g}s; killed"
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -372,28 +407,42 @@ def run_job(
     recorder: Recorder,
     stop: threading.Event | None = None,
     on_attempt: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+    before_retry: Callable[[], bool] | None = None,
+    after_attempt: Callable[[], None] | None = None,
 ) -> dict:
-    """Run ``job`` (the caller holds its lock) with retries; record every attempt; return the last record."""
+    """Run ``job`` (the caller holds its lock) with retries; record every attempt; return the last record.
+
+    ``stop`` starts no further retry; ``cancel`` also interrupts the running attempt (its
+    record is failed and not final, so the next start catches the run up). The scheduler's
+    ``before_retry`` blocks until a retry may start (False: give up) and ``after_attempt``
+    frees the job's slot, so a job waiting for its retry holds no slot.
+    """
     lake, env = recorder.lake, child_env(settings)
     run_id = uuid.uuid4().hex[:12]
     argv = job.argv(scheduled_for)
     attempts = job.retries + 1
     record: dict = {}
     for attempt in range(1, attempts + 1):
+        if attempt > 1 and before_retry is not None and not before_retry():
+            break
         before = table_versions(lake)
         started = datetime.now(UTC)
         t0 = time.monotonic()
         try:
-            code, out, err = _attempt(job, argv, env)
+            code, out, err = _attempt(job, argv, env, cancel)
         except OSError as exc:
             code, out, err = 127, "", f"cannot start {argv[0]}: {exc}"
         duration = time.monotonic() - t0
+        if after_attempt is not None:
+            after_attempt()
         after = table_versions(lake)
         ok = code == 0
-        last = attempt == attempts or ok or (stop is not None and stop.is_set())
+        interrupted = code is None and err.endswith(INTERRUPTED)
+        last = (attempt == attempts or ok or (stop is not None and stop.is_set())) and not interrupted
         error = None
         if not ok:
-            reason = "timed out" if code is None else f"exit code {code}"
+            reason = "interrupted" if interrupted else "timed out" if code is None else f"exit code {code}"
             error = f"{reason}: " + error_tail(err.strip() or out.strip())
         record = recorder.record(
             job=job.name, run_id=run_id, trigger=trigger, scheduled_for=scheduled_for, started_at=started,
@@ -404,7 +453,7 @@ def run_job(
         )
         if on_attempt:
             on_attempt(record)
-        if last:
+        if last or interrupted:
             break
         wait = job.retry_backoff_s * 2 ** (attempt - 1)
         if stop is not None:
@@ -452,14 +501,19 @@ def last_runs(settings: Settings) -> list[dict]:
 
 
 def last_scheduled(lake: Lake) -> dict[str, datetime]:
-    """Per job, the latest ``scheduled_for`` of a cron run (schedule or catch-up), from ``ops/job_runs``."""
+    """Per job, the latest ``scheduled_for`` a cron run (schedule or catch-up) covered, from ``ops/job_runs``.
+
+    A run counts once it succeeded, exhausted its retries or was skipped; one interrupted by a
+    shutdown, or whose retry never came, does not: the next start runs it again.
+    """
     if not lake.exists(JOB_RUNS):
         return {}
     import duckdb
 
     con = duckdb.connect()
     con.register("job_runs", lake.dataset(JOB_RUNS))
-    rows = con.sql("select job, max(scheduled_for) from job_runs where trigger in ('schedule', 'catch_up') group by job").fetchall()
+    rows = con.sql("""select job, max(scheduled_for) from job_runs
+                      where trigger in ('schedule', 'catch_up') and (is_final or status = 'ok') group by job""").fetchall()
     return {job: ts.astimezone(UTC) for job, ts in rows if ts is not None}
 
 

@@ -72,7 +72,8 @@ class Scheduler:
     """The scheduling loop over ``jobs`` (default: the enabled jobs of the config).
 
     With ``under_up`` the jobs marked ``under_up = false`` (what ``telcolake up`` runs
-    continuously: ingest, streams) are left out.
+    continuously: ingest, streams) are left out. With ``cancel_on_stop`` setting ``stop`` also
+    interrupts running attempts (``up`` exits within seconds); otherwise they finish.
     """
 
     settings: Settings
@@ -82,6 +83,7 @@ class Scheduler:
     under_up: bool = False
     max_concurrent: int | None = None
     inputs_check_s: float | None = None
+    cancel_on_stop: bool = False
 
     def __post_init__(self) -> None:
         all_jobs = self.jobs if self.jobs is not None else load_jobs(self.settings)
@@ -94,6 +96,8 @@ class Scheduler:
         self.order = order(self.jobs)
         self.deps = dependencies(self.jobs)
         self.threads: dict[str, threading.Thread] = {}
+        self.executing: set[str] = set()  # jobs with an attempt running (not waiting for a retry)
+        self._slots = threading.Condition()
         self.queue: dict[str, _Due] = {}
         self.records: list[dict] = []
         self._records_lock = threading.Lock()
@@ -163,31 +167,60 @@ class Scheduler:
     # -- starting runs ----------------------------------------------------------------------
 
     def running(self) -> list[str]:
+        """Jobs with a run in progress (an attempt running, or waiting for its retry)."""
         return [n for n, t in self.threads.items() if t.is_alive()]
+
+    def _slot_blocked(self, name: str) -> str | None:
+        executing = [n for n in self.executing if n != name]
+        if len(executing) >= self.limit:
+            return f"{len(executing)} jobs running (max_concurrent = {self.limit})"
+        for other in executing:
+            if conflict(self.jobs[name], self.jobs[other]):
+                return f"conflicts with running {other}"
+        return None
 
     def blocked_by(self, name: str) -> str | None:
         """Why a queued run cannot start now (None: it can)."""
         running = self.running()
-        if len(running) >= self.limit:
-            return f"{len(running)} jobs running (max_concurrent = {self.limit})"
         for dep in self.deps[name]:
             if dep in self.queue or dep in running:
                 return f"waits for {dep}"
-        for other in running:
-            if conflict(self.jobs[name], self.jobs[other]):
-                return f"conflicts with running {other}"
-        return None
+        with self._slots:
+            return self._slot_blocked(name)
+
+    def _retry_slot(self, name: str) -> bool:
+        """Block until a retry of ``name`` may run (a slot, nothing conflicting running); False once stopped."""
+        with self._slots:
+            while self._slot_blocked(name) is not None:
+                if self.stop.is_set():
+                    return False
+                self._slots.wait(0.2)
+            if self.stop.is_set():
+                return False
+            self.executing.add(name)
+            return True
+
+    def _free_slot(self, name: str) -> None:
+        with self._slots:
+            self.executing.discard(name)
+            self._slots.notify_all()
 
     def dispatch(self) -> list[str]:
         """Start every queued run that may start now, in dependency order; returns their names."""
         started = []
         for name in self.order:
             due = self.queue.get(name)
-            if due is None or self.blocked_by(name) is not None:
+            if due is None or name in self.running():
                 continue
+            with self._slots:
+                if self.blocked_by(name) is not None:
+                    continue
+                self.executing.add(name)
             del self.queue[name]
             if self.fire(self.jobs[name], due.scheduled_for, due.trigger):
                 started.append(name)
+            else:
+                self._free_slot(name)
         return started
 
     def fire(self, job: Job, scheduled_for: datetime, trigger: str) -> bool:
@@ -200,7 +233,8 @@ class Scheduler:
         def work() -> None:
             try:
                 run_job(self.settings, job, scheduled_for=scheduled_for, trigger=trigger, recorder=self.recorder,
-                        stop=self.stop, on_attempt=self._note)
+                        stop=self.stop, on_attempt=self._note, cancel=self.stop if self.cancel_on_stop else None,
+                        before_retry=lambda: self._retry_slot(job.name), after_attempt=lambda: self._free_slot(job.name))
             except Exception as exc:  # the scheduler itself must keep going; the run is recorded as failed
                 now = datetime.now(UTC)
                 self._note(self.recorder.record(
@@ -208,6 +242,7 @@ class Scheduler:
                     ended_at=now, duration_s=0.0, status="failed", attempt=1, max_attempts=job.retries + 1,
                     is_final=True, command=job.recorded_command(scheduled_for), error=f"scheduler error: {exc!r}"))
             finally:
+                self._free_slot(job.name)
                 lock.release()
 
         thread = threading.Thread(target=work, name=f"job-{job.name}", daemon=True)
@@ -269,7 +304,8 @@ class Scheduler:
     def state(self) -> dict:
         """What runs and what waits (and why): for ``/api/status``."""
         return {
-            "running": self.running(),
+            "running": sorted(self.executing),
+            "waiting_for_retry": sorted(set(self.running()) - self.executing),
             "queued": [{"job": d.job, "scheduled_for": d.scheduled_for.isoformat(), "trigger": d.trigger,
                         "blocked_by": self.blocked_by(d.job)} for d in self.queue.values()],
             "max_concurrent": self.limit,
