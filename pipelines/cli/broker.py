@@ -35,7 +35,7 @@ def broker_start() -> None:
 
 @broker_app.command("stop")
 def broker_stop() -> None:
-    """Stop the embedded broker of this state dir (in-memory topics go with it; local/s3 ones stay)."""
+    """Stop the embedded broker of this state dir (in-memory topics go with it; s3:// ones stay)."""
     from pipelines.core import broker
 
     s = settings()

@@ -4,12 +4,12 @@ The embedded broker runs as a child process on 127.0.0.1 and a free port; its pi
 address live in ``<state_dir>/broker.json`` so every other command finds it, and two state
 dirs never share a broker. Where it keeps topics is ``[broker] storage``:
 
-- ``local`` (default): on disk under ``<state_dir>/broker-data``, through a small
-  S3-compatible file server (``localbucket``, one more child process) that Tansu's S3 storage
-  engine writes to: topics and records survive a broker restart and a reboot;
-- ``memory``: in the broker's memory: a restart empties the topics (the lake keeps what was
-  landed; records not yet landed are lost);
-- ``s3://bucket/``: an S3 bucket (the lake's storage options: ``[lake.storage]`` and ``AWS_*``).
+- ``memory`` (default): in the broker's memory: a restart empties the topics (the lake keeps
+  what was landed; records produced but not yet landed are lost);
+- ``s3://bucket/``: an S3-compatible bucket (the lake's storage options: ``[lake.storage]`` and
+  ``AWS_*``), through Tansu's S3 storage engine: topics and records survive a broker restart.
+  The store must honour conditional writes (``If-None-Match``/``If-Match``), as AWS S3, MinIO
+  and moto do.
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ from pipelines.core.errors import BrokerError
 
 STATE_FILE = "broker.json"
 READY_TIMEOUT_S = 20.0
-LOCAL_BUCKET = "tansu"
 
 
 @dataclass(frozen=True)
 class BrokerStorage:
-    """Where the embedded broker keeps its topics: ``memory``, ``local`` or ``s3://bucket/``."""
+    """Where the embedded broker keeps its topics: ``memory`` or ``s3://bucket/``."""
 
-    kind: str  # memory | local | s3
+    kind: str  # memory | s3
     url: str
     env: dict[str, str]
 
@@ -49,17 +48,15 @@ def storage_of(settings: Settings) -> BrokerStorage:
     """The configured ``[broker] storage`` (env ``TELCOLAKE_BROKER_STORAGE`` overrides).
 
     Raises:
-        ConfigError: a value other than memory, local or s3://bucket/.
+        ConfigError: a value other than memory or s3://bucket/.
     """
     from pipelines.core.errors import ConfigError
 
-    value = os.environ.get("TELCOLAKE_BROKER_STORAGE") or settings.section("broker").get("storage", "local")
+    value = os.environ.get("TELCOLAKE_BROKER_STORAGE") or settings.section("broker").get("storage", "memory")
     if not isinstance(value, str):
-        raise ConfigError(f"broker.storage = {value!r}: expected 'local', 'memory' or 's3://bucket/'")
+        raise ConfigError(f"broker.storage = {value!r}: expected 'memory' or 's3://bucket/'")
     if value == "memory":
         return BrokerStorage("memory", "memory://tansu/", {})
-    if value == "local":
-        return BrokerStorage("local", f"s3://{LOCAL_BUCKET}/", {})
     if value.startswith("s3://") and len(value) > len("s3://"):
         from pipelines.core.lake import storage_options
 
@@ -73,7 +70,7 @@ def storage_of(settings: Settings) -> BrokerStorage:
             opts.setdefault("AWS_DEFAULT_REGION", opts["AWS_REGION"])
         url = value if value.endswith("/") else value + "/"
         return BrokerStorage("s3", url, {k: v for k, v in opts.items() if k.startswith("AWS_")})
-    raise ConfigError(f"broker.storage = {value!r}: expected 'local', 'memory' or 's3://bucket/'")
+    raise ConfigError(f"broker.storage = {value!r}: expected 'memory' or 's3://bucket/'")
 
 
 def client_config(settings: Settings | None = None, *, bootstrap: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -95,8 +92,6 @@ class BrokerState:
     started_at: float
     log: str
     storage: str = "memory://tansu/"
-    store_pid: int | None = None
-    store_address: str | None = None
 
     @property
     def port(self) -> int:
@@ -108,11 +103,9 @@ def _state_path(state_dir: Path) -> Path:
 
 
 def read_state(state_dir: Path) -> BrokerState | None:
-    """The recorded embedded broker, if its process (and its local store's) is still alive."""
+    """The recorded embedded broker, if its process is still alive."""
     state = _recorded(state_dir)
-    if state is None or not _alive(state.pid) or (state.store_pid is not None and not _alive(state.store_pid)):
-        return None
-    return state
+    return state if state is not None and _alive(state.pid) else None
 
 
 def _recorded(state_dir: Path) -> BrokerState | None:
@@ -193,8 +186,7 @@ def wait_ready(bootstrap: str, timeout: float = READY_TIMEOUT_S, proc: subproces
 def start_embedded(state_dir: Path, *, port: int | None = None, storage: BrokerStorage | None = None) -> BrokerState:
     """Start the embedded broker for ``state_dir`` unless one is already running there.
 
-    ``storage`` defaults to memory (tests, benchmarks); the CLI passes ``[broker] storage``.
-    With ``local`` storage the file server starts first, on its own free port.
+    ``storage`` defaults to memory; the CLI and ``telcolake up`` pass ``[broker] storage``.
 
     Raises:
         BrokerError: the binary is missing, the port is taken, or the broker is not ready in time.
@@ -203,11 +195,6 @@ def start_embedded(state_dir: Path, *, port: int | None = None, storage: BrokerS
     running = read_state(state_dir)
     if running is not None:
         return running
-    stale = _recorded(state_dir)
-    if stale is not None:  # half alive (its store died): stop what is left before starting again
-        for pid in (stale.pid, stale.store_pid):
-            if pid is not None:
-                _terminate(pid)
     storage = storage or BrokerStorage("memory", "memory://tansu/", {})
     state_dir.mkdir(parents=True, exist_ok=True)
     binary = broker_binary()
@@ -216,13 +203,7 @@ def start_embedded(state_dir: Path, *, port: int | None = None, storage: BrokerS
         raise BrokerError(f"port {port} on 127.0.0.1 is already taken; choose another or leave it unset")
     address = f"127.0.0.1:{port}"
     log_path = state_dir / "broker.log"
-    env = dict(os.environ)
-    store_pid = store_address = None
-    if storage.kind == "local":
-        store_pid, store_address = _start_local_store(state_dir, log_path)
-        env.update(AWS_ENDPOINT=f"http://{store_address}", AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="telcolake",
-                   AWS_SECRET_ACCESS_KEY="telcolake", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
-    env.update(storage.env)
+    env = dict(os.environ, **storage.env)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [binary, "broker", "--listener-url", f"tcp://{address}", "--advertised-listener-url", f"tcp://{address}",
@@ -237,33 +218,11 @@ def start_embedded(state_dir: Path, *, port: int | None = None, storage: BrokerS
         wait_ready(address, proc=proc)
     except BrokerError:
         _terminate(proc.pid)
-        if store_pid is not None:
-            _terminate(store_pid)
         raise
     state = BrokerState(pid=proc.pid, address=address, binary=binary, started_at=time.time(), log=str(log_path),
-                        storage=storage.url if storage.kind != "local" else f"local:{state_dir / 'broker-data'}",
-                        store_pid=store_pid, store_address=store_address)
+                        storage=storage.url)
     _state_path(state_dir).write_text(json.dumps(asdict(state)))
     return state
-
-
-def _start_local_store(state_dir: Path, log_path: Path) -> tuple[int, str]:
-    """Start ``localbucket`` over ``<state_dir>/broker-data`` on a free port; (pid, address)."""
-    import sys
-
-    data = state_dir / "broker-data"
-    (data / LOCAL_BUCKET).mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    with open(log_path.with_name("broker-store.log"), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "localbucket", str(data), "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not _port_open(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _terminate(proc.pid)
-            raise BrokerError(f"the broker's local store (localbucket over {data}) did not start; see {log_path.with_name('broker-store.log')}")
-        time.sleep(0.05)
-    return proc.pid, f"127.0.0.1:{port}"
 
 
 def _terminate(pid: int, timeout: float = 5.0) -> None:
@@ -281,15 +240,13 @@ def _terminate(pid: int, timeout: float = 5.0) -> None:
 
 
 def stop_embedded(state_dir: Path) -> BrokerState | None:
-    """Stop the embedded broker (and its local store) recorded in ``state_dir``; returns what was stopped.
+    """Stop the embedded broker recorded in ``state_dir``; returns what was stopped.
 
-    With ``local`` or ``s3://`` storage the topics stay where they are for the next start.
+    With ``s3://`` storage the topics stay in the bucket for the next start.
     """
-    state = read_state(state_dir) or _recorded(state_dir)
+    state = read_state(state_dir)
     if state is not None:
-        for pid in (state.pid, state.store_pid):
-            if pid is not None and _alive(pid):
-                _terminate(pid)
+        _terminate(state.pid)
     _state_path(state_dir).unlink(missing_ok=True)
     return state
 

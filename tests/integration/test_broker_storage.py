@@ -1,4 +1,4 @@
-"""The embedded broker's storage: what survives a broker restart (local disk, S3 on moto) and what does not (memory)."""
+"""The embedded broker's storage: what survives a broker restart (S3, on moto's server) and what does not (memory)."""
 
 from __future__ import annotations
 
@@ -33,12 +33,6 @@ def _restart_keeps(state_dir, storage) -> tuple[int, int]:
         broker.stop_embedded(state_dir)
 
 
-def test_local_storage_keeps_topics_and_records_across_a_restart(tmp_path):
-    before, after = _restart_keeps(tmp_path / "state", broker.BrokerStorage("local", "s3://tansu/", {}))
-    assert before == after == 2000
-    assert any((tmp_path / "state" / "broker-data" / "tansu").rglob("*.batch")), "records are not on disk"
-
-
 def test_memory_storage_loses_records_on_a_restart(tmp_path):
     before, after = _restart_keeps(tmp_path / "state", broker.BrokerStorage("memory", "memory://tansu/", {}))
     assert before == 2000 and after == 0
@@ -48,12 +42,12 @@ def test_storage_setting_is_validated(local_settings, monkeypatch):
     def with_storage(value):
         return dataclasses.replace(local_settings, raw={**local_settings.raw, "broker": {"storage": value}})
 
-    assert broker.storage_of(local_settings).kind == "local"  # the default
-    assert broker.storage_of(with_storage("memory")).url == "memory://tansu/"
+    assert broker.storage_of(local_settings).kind == "memory"  # the default
+    assert broker.storage_of(with_storage("s3://topics")).url == "s3://topics/"
     with pytest.raises(ConfigError, match="broker.storage = 'disk'"):
         broker.storage_of(with_storage("disk"))
-    monkeypatch.setenv("TELCOLAKE_BROKER_STORAGE", "memory")
-    assert broker.storage_of(local_settings).kind == "memory"
+    monkeypatch.setenv("TELCOLAKE_BROKER_STORAGE", "s3://other/")
+    assert broker.storage_of(local_settings).url == "s3://other/"
 
 
 @pytest.fixture
@@ -91,15 +85,16 @@ def test_s3_storage_keeps_records_across_a_restart(moto, local_settings, tmp_pat
     assert any("/topics/kept/partitions/" in k for k in keys), keys[:5]
 
 
-def test_broker_start_uses_the_configured_storage(tmp_path, monkeypatch):
+def test_broker_start_uses_the_configured_storage(moto, tmp_path, monkeypatch):
     monkeypatch.setenv("TELCOLAKE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("TELCOLAKE_BROKER_STORAGE", "s3://topics/")
     monkeypatch.delenv("TELCOLAKE_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.delenv("TELCOLAKE_CONFIG", raising=False)
     settings = load_settings()
     try:
         bootstrap = broker.ensure_broker(settings)
         state = broker.read_state(settings.state_dir)
-        assert state.address == bootstrap and state.storage.startswith("local:") and state.store_pid
+        assert state.address == bootstrap and state.storage == "s3://topics/"
     finally:
         broker.stop_embedded(settings.state_dir)
     assert broker.read_state(settings.state_dir) is None
