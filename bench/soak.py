@@ -85,13 +85,16 @@ class Freshness(threading.Thread):
 
     def __init__(self, path: Path) -> None:
         super().__init__(daemon=True)
-        self.path, self.lags, self.stop = path, [], threading.Event()
+        self.path, self.lags, self.stop, self.errors = path, [], threading.Event(), []
 
     def run(self) -> None:
-        version = None
+        version, dt = None, None
         while not self.stop.is_set():
             try:
-                dt = DeltaTable(str(self.path))
+                if dt is None:
+                    dt = DeltaTable(str(self.path))
+                else:
+                    dt.update_incremental()  # new commits only: the probe stays cheap
             except Exception:
                 time.sleep(0.1)
                 continue
@@ -100,11 +103,11 @@ class Freshness(threading.Thread):
                 seen = time.time()
                 try:
                     changes = pa.table(dt.load_cdf(starting_version=version + 1, ending_version=current, columns=["_kafka_timestamp", "_change_type"]).read_all())
-                    ts = changes.filter(pa.compute.equal(changes["_change_type"], "insert"))["_kafka_timestamp"]
-                    ts = ts.cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+                    inserted = pa.compute.equal(changes["_change_type"].cast(pa.string()), "insert")
+                    ts = changes["_kafka_timestamp"].filter(inserted).cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
                     self.lags.append(np.stack([np.full(len(ts), seen), seen - ts]))
-                except Exception:
-                    pass
+                except Exception as exc:  # counted, never silently
+                    self.errors.append(repr(exc))
             version = current
             time.sleep(0.1)
 
@@ -154,9 +157,23 @@ def wait_ready(port: int, timeout: float = 120) -> float:
 
 
 def bronze_coords(lake: Path) -> np.ndarray:
-    dt = DeltaTable(str(lake / "bronze" / TOPIC))
-    t = dt.to_pyarrow_dataset().to_table(columns=["_kafka_partition", "_kafka_offset"])
-    return t["_kafka_partition"].to_numpy().astype(np.int64) * (1 << 40) + t["_kafka_offset"].to_numpy()
+    """(partition, offset) of every usage record landed, in bronze or in quarantine, as one int each."""
+    out = []
+    for table in ("bronze", "quarantine"):
+        path = lake / table / TOPIC
+        if (path / "_delta_log").exists():
+            t = DeltaTable(str(path)).to_pyarrow_dataset().to_table(columns=["_kafka_partition", "_kafka_offset"])
+            out.append(t["_kafka_partition"].to_numpy().astype(np.int64) * (1 << 40) + t["_kafka_offset"].to_numpy())
+    return np.concatenate(out) if out else np.array([], np.int64)
+
+
+def silver_caught_up(lake: Path) -> bool:
+    """Whether silver/usage covers the current bronze version (its app transaction in the Delta log)."""
+    try:
+        bronze = DeltaTable(str(lake / "bronze" / TOPIC)).version()
+        return DeltaTable(str(lake / "silver" / "usage")).transaction_version("telcolake-silver:usage") == bronze
+    except Exception:
+        return False
 
 
 def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
@@ -172,9 +189,17 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     os.environ.update({k: env[k] for k in ("TELCOLAKE_LAKE", "TELCOLAKE_STATE_DIR", "TELCOLAKE_BROKER_STORAGE", "TELCOLAKE_SECRETS_FILE")})
     os.environ.pop("TELCOLAKE_KAFKA_BOOTSTRAP", None)
     settings = load_settings()
-    subprocess.run([sys.executable, "-m", "pipelines.cli", "partners", "secrets", "init"], env=env, check=True, capture_output=True)
+    for setup in (["partners", "secrets", "init"], ["catalog", "load"]):
+        subprocess.run([sys.executable, "-m", "pipelines.cli", *setup], env=env, check=True, capture_output=True)
     bstate = broker.start_embedded(state, storage=broker.storage_of(settings))
     broker.ensure_topics(bstate.address, settings.topics)
+    # a small simulated telco first (lifecycle, network and usage events), so the jobs have a whole lake
+    from pipelines.core.contracts import CONTRACTS
+    from pipelines.simulate import SimConfig, produce, simulate
+
+    world = simulate(SimConfig.from_settings(settings, subscribers=200, days=2))
+    seeded = produce(world, bstate.address, {t: settings.topic(t) for t in CONTRACTS})
+    seeded_usage = seeded.get("usage.events", 0)
     port = broker.free_port()
     log = open(work / "up.out", "ab")
     proc = start_up(env, port, log)
@@ -231,15 +256,13 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     landed = np.array([], np.int64)
     while time.time() < deadline:
         landed = bronze_coords(lake)
-        if len(np.unique(landed)) >= delivered:
+        if len(np.unique(landed)) >= delivered + seeded_usage:
             break
         time.sleep(1)
-    silver_rows = 0
-    while time.time() < deadline:
-        silver_rows = DeltaTable(str(lake / "silver" / "usage")).to_pyarrow_dataset().count_rows()
-        if silver_rows >= len(np.unique(landed)):
-            break
+    deadline = time.time() + 300
+    while time.time() < deadline and not silver_caught_up(lake):
         time.sleep(1)
+    silver_rows = DeltaTable(str(lake / "silver" / "usage")).to_pyarrow_dataset().count_rows()
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(120)
@@ -259,7 +282,8 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     broker.stop_embedded(state)
     out = {
         "rate": rate, "minutes": minutes, "storage": bstate.storage, "delivered": delivered, "produce_failed": failed,
-        "landed_rows": len(landed), "landed_unique": unique, "lost": delivered - unique, "duplicated": len(landed) - unique,
+        "seeded": seeded_usage, "landed_rows": len(landed), "landed_unique": unique, "lost": delivered + seeded_usage - unique,
+        "duplicated": len(landed) - unique, "freshness_errors": fresh_b.errors[:3] + fresh_s.errors[:3],
         "silver_rows": silver_rows, "bronze_fresh_all": fresh_b.percentiles(), "bronze_fresh_steady": fresh_b.percentiles(windows),
         "silver_fresh_all": fresh_s.percentiles(), "silver_fresh_steady": fresh_s.percentiles(windows),
         "rss": rss, "jobs": runs, "faults": events, "sigterm_exit": code, "sigterm_s": round(stop_s, 1),
@@ -271,8 +295,8 @@ def report(r: dict) -> None:
     print(f"== {r['rate']:,} events/s for {r['minutes']:g} min, broker storage {r['storage']}")
     for e in r["faults"]:
         print(f"   fault: {e}")
-    print(f"   produced {r['delivered']:,} (delivery failures {r['produce_failed']}), landed {r['landed_rows']:,} rows, "
-          f"{r['landed_unique']:,} distinct offsets: lost {r['lost']:,}, duplicated {r['duplicated']:,}; silver/usage {r['silver_rows']:,} rows")
+    print(f"   produced {r['delivered']:,} at the rate + {r['seeded']:,} simulated at start (delivery failures {r['produce_failed']}), "
+          f"landed {r['landed_rows']:,} rows (bronze + quarantine), {r['landed_unique']:,} distinct offsets: lost {r['lost']:,}, duplicated {r['duplicated']:,}; silver/usage {r['silver_rows']:,} rows")
     for name in ("bronze", "silver"):
         a, s = r[f"{name}_fresh_all"], r[f"{name}_fresh_steady"]
         print(f"   produce -> {name}: p50 {s[0]:.2f}s p99 {s[1]:.2f}s outside fault windows ({s[2]:,} rows); "
@@ -287,6 +311,8 @@ def report(r: dict) -> None:
             print(f"   RSS after warm-up: first third {first:,.0f} MB, last third {last:,.0f} MB ({(last / first - 1) * 100:+.1f} %); "
                   f"broker {rss[-1][2]:,.0f} MB at the end")
     print(f"   job runs: {json.dumps(r['jobs'])}")
+    if r["freshness_errors"]:
+        print(f"   freshness probe errors: {r['freshness_errors']}")
     print(f"   SIGTERM: exit {r['sigterm_exit']} in {r['sigterm_s']}s")
 
 

@@ -54,11 +54,25 @@ def run_silver_component(settings: Settings, stop: StopFlag, interval_s: float) 
 
     lake = Lake.from_settings(settings)
     tables = [bronze_table("usage.events"), bronze_table("bss.events")]
+    handles: dict = {}
+
+    def version(table: str) -> int | None:
+        """The table's version, reading only new commits of an open handle (cheap every second)."""
+        dt = handles.get(table)
+        if dt is None:
+            dt = handles[table] = lake.maybe_table(table)
+        else:
+            dt.update_incremental()
+        if dt is None:
+            handles.pop(table, None)
+            return None
+        return dt.version()
+
     seen: dict[str, int | None] = {}
     last_told = 0.0
     while not stop.is_set():
         started = time.monotonic()
-        current = {t: lake.version(t) for t in tables}
+        current = {t: version(t) for t in tables}
         if current != seen and any(v is not None for v in current.values()):
             results = refresh(settings)
             seen = current
