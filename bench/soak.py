@@ -275,10 +275,11 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     runs = {}
     jr = lake / "ops" / "job_runs"
     if (jr / "_delta_log").exists():
-        t = DeltaTable(str(jr)).to_pyarrow_dataset().to_table(columns=["job", "status", "attempt"]).to_pylist()
+        t = DeltaTable(str(jr)).to_pyarrow_dataset().to_table(columns=["job", "status", "attempt", "error"]).to_pylist()
         for r in t:
-            runs.setdefault(r["job"], {}).setdefault(r["status"], 0)
-            runs[r["job"]][r["status"]] += 1
+            status = "interrupted" if (r["error"] or "").rstrip().endswith("the scheduler stopped") else r["status"]
+            runs.setdefault(r["job"], {}).setdefault(status, 0)
+            runs[r["job"]][status] += 1
     broker.stop_embedded(state)
     out = {
         "rate": rate, "minutes": minutes, "storage": bstate.storage, "delivered": delivered, "produce_failed": failed,
