@@ -36,7 +36,7 @@ def _configure(env, *, jobs: str | None = TINY_JOBS, flush_rows: int | None = No
     """Keep the env fixture's topics; replace the shipped jobs by tiny ones; small batches if asked."""
     path = os.environ["TELCOLAKE_CONFIG"]
     text = open(path).read()
-    text = text[: text.index("[scheduler]")] + text[text.index("[sharing]"):]
+    text = text[: text.index("[service]")] + text[text.index("[sharing]"):]
     if flush_rows:
         text = text.replace("flush_rows = 200000", f"flush_rows = {flush_rows}")
     text += f"\n[service]\nscheduler = {'true' if scheduler else 'false'}\nstatus_interval_s = 1.0\nsilver_interval_s = 0.5\n"
