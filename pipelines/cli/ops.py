@@ -209,7 +209,7 @@ def jobs_list(as_json: bool = typer.Option(False, "--json")) -> None:
     now = datetime.now(UTC)
     rows = []
     for j in jobs.values():
-        nxt = j.next_after(now) if j.enabled else None
+        nxt = j.next_after(j.latest_ripe(now) or now) if j.enabled else None  # a time still in its grace comes next
         lr = last.get(j.name, {})
         rows.append({
             "job": j.name, "cron": j.cron or None, "schedule": j.shown_schedule(), "command": j.shown(), "enabled": j.enabled,

@@ -442,8 +442,8 @@ def run_job(
         last = (attempt == attempts or ok or (stop is not None and stop.is_set())) and not interrupted
         error = None
         if not ok:
-            reason = "interrupted" if interrupted else "timed out" if code is None else f"exit code {code}"
-            error = f"{reason}: " + error_tail(err.strip() or out.strip())
+            reason = "" if interrupted else "timed out: " if code is None else f"exit code {code}: "
+            error = reason + error_tail(err.strip() or out.strip())
         record = recorder.record(
             job=job.name, run_id=run_id, trigger=trigger, scheduled_for=scheduled_for, started_at=started,
             ended_at=datetime.now(UTC), duration_s=round(duration, 3), status="ok" if ok else "failed",

@@ -169,3 +169,26 @@ def test_a_failure_shows_in_jobs_list_history_and_status_even_when_its_retry_nev
     assert [h["status"] for h in hist] == ["failed"]
     status = json.loads(subprocess.run([*cli, "status", "--json"], env=env, capture_output=True, text=True, check=True).stdout)
     assert {j["job"]: j["status"] for j in status["jobs"]}["features"] == "failed"
+
+
+def test_stopping_with_cancel_interrupts_the_running_job_and_the_next_start_runs_it_again(local_settings):
+    long = parse_job("long", {"cron": "* * * * *", "exec": [PY, "-c", "import time; time.sleep(60)"], "retries": 2})
+    sched = Scheduler(local_settings, jobs={"long": long}, cancel_on_stop=True)
+    import threading
+    import time
+
+    t = threading.Thread(target=sched.run)
+    t.start()
+    deadline = time.monotonic() + 20
+    while "long" not in sched.executing and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    started = time.monotonic()
+    sched.stop.set()
+    t.join(30)
+    assert not t.is_alive() and time.monotonic() - started < 15
+    [record] = sched.records
+    assert record["status"] == "failed" and not record["is_final"] and record["error"].startswith("interrupted")
+    # not covered: the next start catches the same scheduled time up again
+    assert Scheduler(local_settings, jobs={"long": long}).missed(datetime.now(UTC)) == {"long": record["scheduled_for"]} \
+        or long.latest_at_or_before(datetime.now(UTC)) != record["scheduled_for"]
