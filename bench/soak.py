@@ -46,7 +46,7 @@ def producer_main(bootstrap: str, rate: int, stop, counts, start_id: int) -> Non
 
     enc = msgspec.json.Encoder()
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "log_level": 0, "message.timeout.ms": 600_000,
-                  "queue.buffering.max.messages": 2_000_000})
+                  "queue.buffering.max.messages": 2_000_000, "enable.idempotence": True})  # no retry duplicates on the topic
     delivered = failed = 0
 
     def done(err, _msg):
@@ -272,6 +272,7 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     fresh_b.join()
     fresh_s.join()
     unique = len(np.unique(landed))
+    on_topic = sum(broker.end_offsets(bstate.address, TOPIC).values())  # every offset of the topic, read to its true end
     runs = {}
     jr = lake / "ops" / "job_runs"
     if (jr / "_delta_log").exists():
@@ -283,7 +284,7 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     broker.stop_embedded(state)
     out = {
         "rate": rate, "minutes": minutes, "storage": bstate.storage, "delivered": delivered, "produce_failed": failed,
-        "seeded": seeded_usage, "landed_rows": len(landed), "landed_unique": unique, "lost": delivered + seeded_usage - unique,
+        "seeded": seeded_usage, "landed_rows": len(landed), "landed_unique": unique, "on_topic": on_topic, "lost": on_topic - unique,
         "duplicated": len(landed) - unique, "freshness_errors": fresh_b.errors[:3] + fresh_s.errors[:3],
         "silver_rows": silver_rows, "bronze_fresh_all": fresh_b.percentiles(), "bronze_fresh_steady": fresh_b.percentiles(windows),
         "silver_fresh_all": fresh_s.percentiles(), "silver_fresh_steady": fresh_s.percentiles(windows),
@@ -297,7 +298,7 @@ def report(r: dict) -> None:
     for e in r["faults"]:
         print(f"   fault: {e}")
     print(f"   produced {r['delivered']:,} at the rate + {r['seeded']:,} simulated at start (delivery failures {r['produce_failed']}), "
-          f"landed {r['landed_rows']:,} rows (bronze + quarantine), {r['landed_unique']:,} distinct offsets: lost {r['lost']:,}, duplicated {r['duplicated']:,}; silver/usage {r['silver_rows']:,} rows")
+          f"{r['on_topic']:,} records on the topic; landed {r['landed_rows']:,} rows (bronze + quarantine), {r['landed_unique']:,} distinct offsets: lost {r['lost']:,}, duplicated {r['duplicated']:,}; silver/usage {r['silver_rows']:,} rows")
     for name in ("bronze", "silver"):
         a, s = r[f"{name}_fresh_all"], r[f"{name}_fresh_steady"]
         print(f"   produce -> {name}: p50 {s[0]:.2f}s p99 {s[1]:.2f}s outside fault windows ({s[2]:,} rows); "
