@@ -254,9 +254,11 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     # catch up, then stop the service
     deadline = time.time() + 300
     landed = np.array([], np.int64)
+    caught_up = False
     while time.time() < deadline:
         landed = bronze_coords(lake)
         if len(np.unique(landed)) >= delivered + seeded_usage:
+            caught_up = True
             break
         time.sleep(1)
     deadline = time.time() + 300
@@ -284,7 +286,7 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     broker.stop_embedded(state)
     out = {
         "rate": rate, "minutes": minutes, "storage": bstate.storage, "delivered": delivered, "produce_failed": failed,
-        "seeded": seeded_usage, "landed_rows": len(landed), "landed_unique": unique, "on_topic": on_topic, "lost": on_topic - unique,
+        "seeded": seeded_usage, "landed_rows": len(landed), "landed_unique": unique, "on_topic": on_topic, "caught_up": caught_up, "lost": on_topic - unique,
         "duplicated": len(landed) - unique, "freshness_errors": fresh_b.errors[:3] + fresh_s.errors[:3],
         "silver_rows": silver_rows, "bronze_fresh_all": fresh_b.percentiles(), "bronze_fresh_steady": fresh_b.percentiles(windows),
         "silver_fresh_all": fresh_s.percentiles(), "silver_fresh_steady": fresh_s.percentiles(windows),
@@ -298,7 +300,9 @@ def report(r: dict) -> None:
     for e in r["faults"]:
         print(f"   fault: {e}")
     print(f"   produced {r['delivered']:,} at the rate + {r['seeded']:,} simulated at start (delivery failures {r['produce_failed']}), "
-          f"{r['on_topic']:,} records on the topic; landed {r['landed_rows']:,} rows (bronze + quarantine), {r['landed_unique']:,} distinct offsets: lost {r['lost']:,}, duplicated {r['duplicated']:,}; silver/usage {r['silver_rows']:,} rows")
+          f"{r['on_topic']:,} records on the topic; landed {r['landed_rows']:,} rows (bronze + quarantine), {r['landed_unique']:,} distinct offsets: "
+          + (f"lost {r['lost']:,}" if r["caught_up"] else f"NOT CAUGHT UP: {r['lost']:,} still unlanded when the 300 s catch-up wait ended")
+          + f", duplicated {r['duplicated']:,}; silver/usage {r['silver_rows']:,} rows")
     for name in ("bronze", "silver"):
         a, s = r[f"{name}_fresh_all"], r[f"{name}_fresh_steady"]
         print(f"   produce -> {name}: p50 {s[0]:.2f}s p99 {s[1]:.2f}s outside fault windows ({s[2]:,} rows); "
