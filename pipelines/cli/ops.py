@@ -51,7 +51,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
     if st["jobs"]:
         jobs = Table("job", "status", "started", "attempt", "rows", "error", title="last job runs")
         for j in st["jobs"]:
-            jobs.add_row(j["job"], j["status"], str(j["started_at"] or "-"), str(j["attempt"]), show(j["rows"]), (j["error"] or "")[-60:])
+            status = f"[red]{j['status']}[/red]" if j["status"] == "failed" else j["status"]
+            error = (j["error"] or "").strip().splitlines()[-1][:80] if j["error"] else ""
+            jobs.add_row(j["job"], status, str(j["started_at"] or "-")[:19], f"{j['attempt']}/{j['max_attempts']}", show(j["rows"]), error)
         console.print(jobs)
     q = st["quality"]
     if q:
@@ -59,6 +61,20 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         console.print(f"quality gate ({q['validated_at']}): [{colour}]{q['passed']} passed, {q['failed']} failed[/{colour}]")
         for f in q["failures"]:
             console.print(f"  [red]failing[/red] {f['table']}@{f['version']} {f['suite']} {f['expectation']} observed {f['observed']}")
+
+
+def up(
+    port: int = typer.Option(None, "--port", help="HTTP port of /health, /ready and /api/status (default: port in the service section, 8760)."),
+) -> None:
+    """Run the whole product until SIGTERM/Ctrl-C: broker, ingest, silver, streams, scheduled jobs, operator endpoints."""
+    from pipelines.ops.up import run_up
+
+    s = settings()
+    try:
+        code = run_up(s, port=port)
+    except (TelcolakeError, OSError) as exc:
+        fail(exc)
+    raise typer.Exit(code)
 
 
 def demo(
@@ -195,7 +211,7 @@ def scheduler_cmd(
 def jobs_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """The configured jobs: schedule, command, retries, next run and last status."""
     import json
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from pipelines.ops.jobs import last_runs, load_jobs
 
@@ -206,17 +222,29 @@ def jobs_list(as_json: bool = typer.Option(False, "--json")) -> None:
     except TelcolakeError as exc:
         fail(exc)
     now = datetime.now(UTC)
-    rows = [{"job": j.name, "cron": j.cron, "command": j.shown(), "enabled": j.enabled, "retries": j.retries,
-             "timeout_s": j.timeout_s, "next_run": j.next_after(now).isoformat() if j.enabled else None,
-             "last_status": last.get(j.name, {}).get("status"),
-             "last_started_at": str(last[j.name]["started_at"]) if j.name in last else None} for j in jobs.values()]
+    rows = []
+    for j in jobs.values():
+        nxt = j.next_after(j.latest_ripe(now) or now) if j.enabled else None  # a time still in its grace comes next
+        lr = last.get(j.name, {})
+        rows.append({
+            "job": j.name, "cron": j.cron or None, "schedule": j.shown_schedule(), "command": j.shown(), "enabled": j.enabled,
+            "retries": j.retries, "timeout_s": j.timeout_s, "reads": list(j.reads), "writes": list(j.writes),
+            "after": list(j.after), "under_up": j.under_up,
+            "next_run": None if nxt is None else (nxt + timedelta(seconds=j.grace_s)).isoformat(),
+            "last_status": lr.get("status"), "last_started_at": str(lr["started_at"]) if lr else None,
+            "last_attempt": f"{lr['attempt']}/{lr['max_attempts']}" if lr else None,
+            "last_error": (lr.get("error") or "").splitlines()[-1][:200] if lr.get("error") else None,
+        })
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("job", "cron", "command", "enabled", "retries", "next run", "last", "last started")
+    table = Table("job", "schedule", "command", "enabled", "next run", "last", "last started", "last error")
     for r in rows:
-        table.add_row(r["job"], r["cron"], r["command"], "yes" if r["enabled"] else "no", str(r["retries"]),
-                      (r["next_run"] or "-")[:19], r["last_status"] or "-", (r["last_started_at"] or "-")[:19])
+        last_status = r["last_status"] or "-"
+        if r["last_status"] == "failed":
+            last_status = f"[red]failed[/red] ({r['last_attempt']})"
+        table.add_row(r["job"], r["schedule"], r["command"], "yes" if r["enabled"] else "no",
+                      (r["next_run"] or "-")[:19], last_status, (r["last_started_at"] or "-")[:19], (r["last_error"] or "")[:80])
     console.print(table)
 
 

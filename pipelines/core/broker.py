@@ -2,8 +2,14 @@
 
 The embedded broker runs as a child process on 127.0.0.1 and a free port; its pid and
 address live in ``<state_dir>/broker.json`` so every other command finds it, and two state
-dirs never share a broker. This Tansu build keeps data in memory only: stopping it empties
-the topics (the lake keeps what was landed).
+dirs never share a broker. Where it keeps topics is ``[broker] storage``:
+
+- ``memory`` (default): in the broker's memory: a restart empties the topics (the lake keeps
+  what was landed; records produced but not yet landed are lost);
+- ``s3://bucket/``: an S3-compatible bucket (the lake's storage options: ``[lake.storage]`` and
+  ``AWS_*``), through Tansu's S3 storage engine: topics and records survive a broker restart.
+  The store must honour conditional writes (``If-None-Match``/``If-Match``), as AWS S3, MinIO
+  and moto do.
 """
 
 from __future__ import annotations
@@ -35,6 +41,48 @@ def unreachable(bootstrap: str, exc: BaseException, timeout: float = METADATA_TI
     )
 
 
+@dataclass(frozen=True)
+class BrokerStorage:
+    """Where the embedded broker keeps its topics: ``memory`` or ``s3://bucket/``."""
+
+    kind: str  # memory | s3
+    url: str
+    env: dict[str, str]
+
+    @property
+    def durable(self) -> bool:
+        return self.kind != "memory"
+
+
+def storage_of(settings: Settings) -> BrokerStorage:
+    """The configured ``[broker] storage`` (env ``TELCOLAKE_BROKER_STORAGE`` overrides).
+
+    Raises:
+        ConfigError: a value other than memory or s3://bucket/.
+    """
+    from pipelines.core.errors import ConfigError
+
+    value = os.environ.get("TELCOLAKE_BROKER_STORAGE") or settings.section("broker").get("storage", "memory")
+    if not isinstance(value, str):
+        raise ConfigError(f"broker.storage = {value!r}: expected 'memory' or 's3://bucket/'")
+    if value == "memory":
+        return BrokerStorage("memory", "memory://tansu/", {})
+    if value.startswith("s3://") and len(value) > len("s3://"):
+        from pipelines.core.lake import storage_options
+
+        opts = storage_options(settings)
+        opts.pop("AWS_CONDITIONAL_PUT", None)
+        endpoint = opts.pop("AWS_ENDPOINT_URL", None) or opts.pop("endpoint_url", None)
+        if endpoint:
+            opts["AWS_ENDPOINT"] = endpoint
+            opts.setdefault("AWS_ALLOW_HTTP", "true" if endpoint.startswith("http://") else "false")
+        if "AWS_REGION" in opts:
+            opts.setdefault("AWS_DEFAULT_REGION", opts["AWS_REGION"])
+        url = value if value.endswith("/") else value + "/"
+        return BrokerStorage("s3", url, {k: v for k, v in opts.items() if k.startswith("AWS_")})
+    raise ConfigError(f"broker.storage = {value!r}: expected 'memory' or 's3://bucket/'")
+
+
 def client_config(settings: Settings | None = None, *, bootstrap: str | None = None, **extra: Any) -> dict[str, Any]:
     """librdkafka settings for a client of the configured broker."""
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap or resolve_bootstrap(settings), "log_level": 2}
@@ -53,6 +101,7 @@ class BrokerState:
     binary: str
     started_at: float
     log: str
+    storage: str = "memory://tansu/"
 
     @property
     def port(self) -> int:
@@ -65,12 +114,15 @@ def _state_path(state_dir: Path) -> Path:
 
 def read_state(state_dir: Path) -> BrokerState | None:
     """The recorded embedded broker, if its process is still alive."""
-    path = _state_path(state_dir)
+    state = _recorded(state_dir)
+    return state if state is not None and _alive(state.pid) else None
+
+
+def _recorded(state_dir: Path) -> BrokerState | None:
     try:
-        state = BrokerState(**json.loads(path.read_text()))
+        return BrokerState(**json.loads(_state_path(state_dir).read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    return state if _alive(state.pid) else None
 
 
 def _alive(pid: int) -> bool:
@@ -141,8 +193,10 @@ def wait_ready(bootstrap: str, timeout: float = READY_TIMEOUT_S, proc: subproces
     raise BrokerError(f"the broker at {bootstrap} did not become ready within {timeout:.0f}s ({last})")
 
 
-def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
+def start_embedded(state_dir: Path, *, port: int | None = None, storage: BrokerStorage | None = None) -> BrokerState:
     """Start the embedded broker for ``state_dir`` unless one is already running there.
+
+    ``storage`` defaults to memory; the CLI and ``telcolake up`` pass ``[broker] storage``.
 
     Raises:
         BrokerError: the binary is missing, the port is taken, or the broker is not ready in time.
@@ -151,6 +205,7 @@ def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
     running = read_state(state_dir)
     if running is not None:
         return running
+    storage = storage or BrokerStorage("memory", "memory://tansu/", {})
     state_dir.mkdir(parents=True, exist_ok=True)
     binary = broker_binary()
     port = port or free_port()
@@ -158,12 +213,15 @@ def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
         raise BrokerError(f"port {port} on 127.0.0.1 is already taken; choose another or leave it unset")
     address = f"127.0.0.1:{port}"
     log_path = state_dir / "broker.log"
+    env = dict(os.environ, **storage.env)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", f"tcp://{address}", "--advertised-listener-url", f"tcp://{address}"],
+            [binary, "broker", "--listener-url", f"tcp://{address}", "--advertised-listener-url", f"tcp://{address}",
+             "--storage-engine", storage.url],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
     try:
@@ -171,7 +229,8 @@ def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
     except BrokerError:
         _terminate(proc.pid)
         raise
-    state = BrokerState(pid=proc.pid, address=address, binary=binary, started_at=time.time(), log=str(log_path))
+    state = BrokerState(pid=proc.pid, address=address, binary=binary, started_at=time.time(), log=str(log_path),
+                        storage=storage.url)
     _state_path(state_dir).write_text(json.dumps(asdict(state)))
     return state
 
@@ -191,7 +250,10 @@ def _terminate(pid: int, timeout: float = 5.0) -> None:
 
 
 def stop_embedded(state_dir: Path) -> BrokerState | None:
-    """Stop the embedded broker recorded in ``state_dir``; returns what was stopped."""
+    """Stop the embedded broker recorded in ``state_dir``; returns what was stopped.
+
+    With ``s3://`` storage the topics stay in the bucket for the next start.
+    """
     state = read_state(state_dir)
     if state is not None:
         _terminate(state.pid)
@@ -223,7 +285,7 @@ def ensure_broker(settings: Settings) -> str:
     if settings.kafka_bootstrap:
         wait_ready(settings.kafka_bootstrap, timeout=10)
         return settings.kafka_bootstrap
-    return start_embedded(settings.state_dir).address
+    return start_embedded(settings.state_dir, storage=storage_of(settings)).address
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], *, extra: dict[str, Any] | None = None) -> dict[str, int]:

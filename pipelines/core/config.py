@@ -26,6 +26,8 @@ class IngestSettings:
         flush_rows: commit a batch once it holds this many records.
         flush_bytes: ... or this many bytes of raw values.
         flush_seconds: ... or once its oldest record has waited this long.
+        idle_flush_seconds: ... or, once the consumer has caught up with its partitions,
+            once its oldest record has waited this long (low latency for a steady stream).
         max_record_bytes: larger values are quarantined as ``too_large``.
         min_event_time: event times before this are ``out_of_range``.
         max_future_skew_hours: event times later than now plus this are ``out_of_range``.
@@ -35,6 +37,7 @@ class IngestSettings:
     flush_rows: int = 200_000
     flush_bytes: int = 64 * 1024 * 1024
     flush_seconds: float = 2.0
+    idle_flush_seconds: float = 0.2
     max_record_bytes: int = 1024 * 1024
     min_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_future_skew_hours: float = 24.0

@@ -25,6 +25,7 @@ from pipelines.core.schema import (
     Strings,
     Table,
     Text,
+    refuse,
 )
 
 DAY_S = 86_400
@@ -44,10 +45,54 @@ def _divides_day(values: dict[str, Any], where: str) -> None:
 
 
 def _one_of_command_or_exec(values: dict[str, Any], where: str) -> None:
-    if "cron" not in values:
-        raise ConfigError(f"{where}.cron: missing; expected a cron expression such as '*/5 * * * *'")
+    if "cron" not in values and not values.get("on_inputs"):
+        raise ConfigError(f"{where}: expected a cron expression (such as '*/5 * * * *'), on_inputs = true, or both")
     if ("command" in values) == ("exec" in values):
         raise ConfigError(f"{where}: expected exactly one of command (telcolake arguments) or exec (a program argv)")
+    if values.get("on_inputs") and not values.get("reads"):
+        raise ConfigError(f"{where}.on_inputs = true: expected the tables it reads in {where}.reads")
+
+
+def _stop_in_time(values: dict[str, Any], where: str) -> None:
+    if values["stop_timeout_s"] > 25:
+        raise ConfigError(f"{where}.stop_timeout_s = {values['stop_timeout_s']!r}: at most 25 (up exits within 30 s of SIGTERM)")
+
+
+class Tables(Strings):
+    """A list of table names or prefixes ending in ``*`` (``silver/usage``, ``gold/*``); may be empty."""
+
+    allowed = "a list of table names such as 'silver/usage' or prefixes ending in * such as 'gold/*'"
+
+    def check(self, value: Any, where: str) -> tuple[str, ...]:
+        if value == []:
+            return ()
+        names = super().check(value, where)
+        if any("*" in v[:-1] or v.startswith("/") for v in names):
+            raise refuse(where, value, self.allowed)
+        return names
+
+
+class Names(Strings):
+    """A list of job names; may be empty."""
+
+    allowed = "a list of job names"
+
+    def check(self, value: Any, where: str) -> tuple[str, ...]:
+        return () if value == [] else super().check(value, where)
+
+
+class Components(Strings):
+    """Which continuous components `telcolake up` runs."""
+
+    allowed = "a list of ingest, silver, streams"
+
+    def check(self, value: Any, where: str) -> tuple[str, ...]:
+        if value == []:
+            return ()
+        names = super().check(value, where)
+        if any(n not in ("ingest", "silver", "streams") for n in names) or len(set(names)) != len(names):
+            raise refuse(where, value, self.allowed)
+        return names
 
 
 def _ratio_band(values: dict[str, Any], where: str) -> None:
@@ -65,6 +110,14 @@ JOB = Table(
         "timeout_s": Num(0.001, 7 * DAY_S, default=3600.0, unit="seconds"),
         "enabled": Bool(default=True),
         "description": Text(default="", max_len=500),
+        "reads": Tables(default=()),
+        "writes": Tables(default=()),
+        "after": Names(default=()),
+        "on_inputs": Bool(default=False),
+        "min_interval_s": Seconds(30 * DAY_S, default=300.0, zero=True),
+        "grace_s": Seconds(366 * DAY_S, default=0.0, zero=True),
+        "exclusive": Bool(default=False),
+        "under_up": Bool(default=True),
     },
     checks=(_one_of_command_or_exec,),
 )
@@ -78,11 +131,15 @@ CONFIG = Table(keys={
         "bootstrap": Text(default="", pattern=r"[A-Za-z0-9.,:\-_\[\] ]*", what="host:port[,host:port...] (empty: the embedded broker)"),
         "client": Options(),
     }),
+    "broker": Table(keys={
+        "storage": Text(default="memory", pattern=r"memory|s3://[a-z0-9][a-z0-9.-]{1,62}/?", what="'memory' or 's3://bucket/'"),
+    }),
     "topics": Table(extra=Int(1, 10_000), extra_key=TOPIC, extra_name="topic"),
     "ingest": Table(keys={
         "flush_rows": Int(1, 100_000_000, default=200_000),
         "flush_bytes": Int(1024, 16 << 30, default=64 << 20),
         "flush_seconds": Seconds(3600, default=2.0),
+        "idle_flush_seconds": Seconds(3600, default=0.2),
         "max_record_bytes": Int(1, 1 << 30, default=1 << 20),
         "min_event_time": Instant(default="2000-01-01T00:00:00Z"),
         "max_future_skew_hours": Num(0, 24 * 366, default=24.0, lo_open=True, unit="hours"),
@@ -143,6 +200,22 @@ CONFIG = Table(keys={
         "allowed_lateness_s": Seconds(7 * DAY_S, default=600.0, zero=True),
     }, checks=(_multiple_of_hop,)),
     "jobs": Table(extra=JOB, extra_name="job"),
+    "scheduler": Table(keys={
+        "max_concurrent": Int(1, 64, default=2),
+        "inputs_check_s": Seconds(DAY_S, default=10.0),
+    }),
+    "service": Table(keys={
+        "host": Text(default="127.0.0.1", nonempty=True, pattern=r"[A-Za-z0-9.:\-\[\]]{1,253}", what="an address such as '127.0.0.1'"),
+        "port": Int(1, 65535, default=8760),
+        "components": Components(default=("ingest", "silver", "streams")),
+        "scheduler": Bool(default=True),
+        "silver_interval_s": Seconds(3600, default=1.0),
+        "restart_backoff_s": Seconds(3600, default=1.0),
+        "restart_backoff_max_s": Seconds(DAY_S, default=30.0),
+        "healthy_after_s": Seconds(DAY_S, default=60.0),
+        "stop_timeout_s": Seconds(3600, default=20.0),
+        "status_interval_s": Seconds(3600, default=5.0),
+    }, checks=(_stop_in_time,)),
     "sharing": Table(keys={
         "registry": Text(default="partners.toml", nonempty=True, what="a file path"),
         "secrets_file": Text(default="secrets.toml", nonempty=True, what="a file path"),

@@ -69,6 +69,7 @@ def run_ingest(
     on_landed: Callable[[Landed], None] | None = None,
     stop: StopFlag | None = None,
     topics: list[str] | None = None,
+    on_caught_up: Callable[[], None] | None = None,
 ) -> IngestStats:
     """Run the ingest dataflow in this process with ``workers`` Bytewax workers.
 
@@ -87,7 +88,8 @@ def run_ingest(
         if on_landed is not None:
             on_landed(x)
 
-    flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_landed=landed, topics=topics)
+    flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_landed=landed, topics=topics,
+                      on_caught_up=on_caught_up)
     started = time.monotonic()
     try:
         cli_main(flow, workers_per_process=workers or settings.ingest.workers, epoch_interval=None)
