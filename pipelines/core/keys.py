@@ -46,7 +46,7 @@ def _divides_day(values: dict[str, Any], where: str) -> None:
 
 def _one_of_command_or_exec(values: dict[str, Any], where: str) -> None:
     if "cron" not in values and not values.get("on_inputs"):
-        raise ConfigError(f"{where}: expected a cron expression (such as '*/5 * * * *'), on_inputs = true, or both")
+        raise ConfigError(f"{where}: expected a cron expression, on_inputs = true, or both (cron such as '*/5 * * * *')")
     if ("command" in values) == ("exec" in values):
         raise ConfigError(f"{where}: expected exactly one of command (telcolake arguments) or exec (a program argv)")
     if values.get("on_inputs") and not values.get("reads"):
@@ -61,9 +61,11 @@ def _stop_in_time(values: dict[str, Any], where: str) -> None:
 class Tables(Strings):
     """A list of table names or prefixes ending in ``*`` (``silver/usage``, ``gold/*``); may be empty."""
 
-    allowed = "a list of table names such as 'silver/usage' or prefixes ending in * such as 'gold/*'"
+    allowed = "a list of table names such as 'silver/usage', or a prefix ending in * such as 'gold/*'"
 
     def check(self, value: Any, where: str) -> tuple[str, ...]:
+        if isinstance(value, tuple):  # a declared default
+            value = list(value)
         if value == []:
             return ()
         names = super().check(value, where)
@@ -78,7 +80,7 @@ class Names(Strings):
     allowed = "a list of job names"
 
     def check(self, value: Any, where: str) -> tuple[str, ...]:
-        return () if value == [] else super().check(value, where)
+        return () if value in ([], ()) else super().check(value, where)
 
 
 class Components(Strings):
@@ -87,6 +89,8 @@ class Components(Strings):
     allowed = "a list of ingest, silver, streams"
 
     def check(self, value: Any, where: str) -> tuple[str, ...]:
+        if isinstance(value, tuple):  # a declared default
+            value = list(value)
         if value == []:
             return ()
         names = super().check(value, where)
