@@ -160,6 +160,9 @@ CONFIG = Table(keys={
         "fraudsters": Int(0, 1_000_000, default=5),
         "churn_rate": Num(0, 0.5, default=0.04),
         "kpi_interval_s": Int(1, DAY_S, default=300),
+        "incidents_per_day": Num(0, 100, default=0.5),
+        "precursor_share": Num(0, 1, default=0.6),
+        "drifts_per_day": Num(0, 100, default=0.25),
     }, checks=(_divides_day,)),
     "billing": Table(keys={
         "memory_limit": Memory(default="2GB"),

@@ -164,8 +164,9 @@ class SimDays:
         uw, spill, calls, drops, hits, chains = _plan_usage(w, self._dir / "usage", block_subscribers)
         self._usage = spill
         n_cells = w.cells.height
-        self._kpi = kpi_arrays(w.streams[5], w.clock, n_cells, calls, drops, w.incidents, cfg.kpi_interval_s)
-        self._alarms = alarms(w.streams[5], w.clock, n_cells, w.incidents)
+        self._kpi = kpi_arrays(w.streams[5], w.clock, n_cells, calls, drops, w.incidents, cfg.kpi_interval_s, drifts=w.drifts,
+                               drift_rng=w.streams[7])
+        self._alarms = alarms(w.streams[5], w.clock, n_cells, w.incidents, drifts=w.drifts)
         tickets = complaints(w.streams[5], hits[0], hits[1], w.pop, w.clock, w.tag)
         self._bss = bss_frame(w, tickets)
         self._net_first, self._alarm_pos = self._network_layout()

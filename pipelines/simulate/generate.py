@@ -27,7 +27,7 @@ from pipelines.core.contracts import CONTRACTS, Contract
 from pipelines.core.errors import ConfigError
 from pipelines.simulate.bss import BssOut, complaints, make_bss
 from pipelines.simulate.defects import Defects, plan_defects
-from pipelines.simulate.network import make_network, pick_incidents
+from pipelines.simulate.network import Drift, make_network, pick_drifts, pick_incidents
 from pipelines.simulate.usage import incident_mask, make_usage
 from pipelines.simulate.wire import Malformed, encode, wire_frame
 from pipelines.simulate.world import Clock, Population, cell_table, epoch_s, ids, make_population
@@ -52,7 +52,9 @@ class SimConfig:
         fraudsters: SIM-box / international-velocity fraudsters among the subscribers.
         churn_rate: share of subscribers who terminate inside the window.
         kpi_interval_s: seconds between KPI samples of a cell.
-        roaming: whether some subscribers travel abroad (outbound roaming).
+        incidents_per_day: network incidents per simulated day (at least one when > 0).
+        precursor_share: share of incidents the cell warns about for hours before (the rest fail suddenly).
+        drifts_per_day: false-alarm drifts per simulated day: a cell degrades like a precursor and recovers.
     """
 
     subscribers: int = 2000
@@ -65,6 +67,9 @@ class SimConfig:
     fraudsters: int = 5
     churn_rate: float = 0.04
     kpi_interval_s: int = 300
+    incidents_per_day: float = 0.5
+    precursor_share: float = 0.6
+    drifts_per_day: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("subscribers", "days", "kpi_interval_s"):
@@ -83,6 +88,10 @@ class SimConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 0.5:
                 raise ConfigError(f"simulate.{name} = {value!r}: expected a number between 0 and 0.5")
+        for name, hi in (("incidents_per_day", 100), ("precursor_share", 1), ("drifts_per_day", 100)):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= hi:
+                raise ConfigError(f"simulate.{name} = {value!r}: expected a number between 0 and {hi}")
         if 86400 % self.kpi_interval_s:
             raise ConfigError(f"simulate.kpi_interval_s = {self.kpi_interval_s!r}: expected a divisor of 86400 (60, 300, 900 ...)")
 
@@ -119,6 +128,8 @@ class Planted:
         malformed: planted malformed records (all topics).
         per_topic: topic -> records on it (everything, defects included).
         incidents: (cell_id, start, end) of each network incident.
+        precursors: (cell_id, degradation start, incident start) of the incidents the cell warned about.
+        drifts: (cell_id, start, recovered at) of the false-alarm drifts (no incident followed).
         churn_at: subscriber_id -> time of its ``terminated`` event.
         fraud_kinds: subscriber_id -> ``sim_box`` or ``intl_velocity``.
         late_by_topic, malformed_by_topic: the same counts per topic.
@@ -136,6 +147,8 @@ class Planted:
     malformed: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
     incidents: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+    precursors: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+    drifts: list[tuple[str, datetime, datetime]] = field(default_factory=list)
     churn_at: dict[str, datetime] = field(default_factory=dict)
     fraud_kinds: dict[str, str] = field(default_factory=dict)
     late_by_topic: dict[str, int] = field(default_factory=dict)
@@ -159,11 +172,17 @@ class Planted:
             "late_by_topic": dict(self.late_by_topic),
             "malformed_by_topic": dict(self.malformed_by_topic),
             "malformed_kinds": dict(self.malformed_kinds),
-            "incidents": [[c, a.isoformat().replace("+00:00", "Z"), b.isoformat().replace("+00:00", "Z")] for c, a, b in self.incidents],
+            "incidents": [[c, _z(a), _z(b)] for c, a, b in self.incidents],
+            "precursors": [[c, _z(a), _z(b)] for c, a, b in self.precursors],
+            "drifts": [[c, _z(a), _z(b)] for c, a, b in self.drifts],
             "churner_ids": list(self.churners),
             "fraudster_ids": list(self.fraudsters),
             "redial_chain_ids": list(self.redial_chains),
         }
+
+
+def _z(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -197,10 +216,11 @@ def _tag(seed: int) -> str:
 
 @dataclass
 class World:
-    """What both paths share: the random streams, calendar, cells, population, lifecycle, incidents.
+    """What both paths share: the random streams, calendar, cells, population, lifecycle, incidents, drifts.
 
     ``streams``: 0 population, 1 lifecycle, 2 incidents, 3 usage, 4 arrival and defects,
-    5 network and complaints, 6 redials.
+    5 network and complaints, 6 redials, 7 drifts (precursors and false alarms: drawn last, from
+    their own stream, so usage and BSS events are the same with or without them).
     """
 
     cfg: SimConfig
@@ -211,17 +231,19 @@ class World:
     pop: Population
     bss: BssOut
     incidents: list[tuple[int, int, int]]
+    drifts: list[Drift]
 
 
 def make_world(cfg: SimConfig) -> World:
-    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(cfg.seed).spawn(7)]
+    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(cfg.seed).spawn(8)]
     clock = Clock(start_s=epoch_s(cfg.start), days=cfg.days)
     tag = _tag(cfg.seed)
     cells = cell_table()
     pop = make_population(streams[0], cfg.subscribers, clock, fraudsters=cfg.fraudsters, churn_rate=cfg.churn_rate, cells=cells)
     bss = make_bss(streams[1], pop, clock, tag)
-    incidents = pick_incidents(streams[2], pop, clock)
-    return World(cfg=cfg, streams=streams, clock=clock, tag=tag, cells=cells, pop=pop, bss=bss, incidents=incidents)
+    incidents = pick_incidents(streams[2], pop, clock, cfg.incidents_per_day)
+    drifts = pick_drifts(streams[7], clock, cells.height, incidents, precursor_share=cfg.precursor_share, per_day=cfg.drifts_per_day)
+    return World(cfg=cfg, streams=streams, clock=clock, tag=tag, cells=cells, pop=pop, bss=bss, incidents=incidents, drifts=drifts)
 
 
 def bss_frame(w: World, tickets: pl.DataFrame) -> pl.DataFrame:
@@ -269,7 +291,10 @@ def fill_planted(planted: Planted, w: World) -> None:
     planted.fraudsters = pop.subscriber_id.gather(fraud).to_list()
     planted.fraud_kinds = {s: ("sim_box", "intl_velocity")[int(k) - 1] for s, k in zip(planted.fraudsters, pop.fraud[fraud], strict=True)}
     names = w.cells["cell_id"].to_list()
-    planted.incidents = [(names[c], datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)) for c, a, b in w.incidents]
+    at = lambda s: datetime.fromtimestamp(s, UTC)  # noqa: E731
+    planted.incidents = [(names[c], at(a), at(b)) for c, a, b in w.incidents]
+    planted.precursors = [(names[d.cell], at(d.start), at(d.peak)) for d in w.drifts if d.incident]
+    planted.drifts = sorted(((names[d.cell], at(d.start), at(d.end)) for d in w.drifts if not d.incident), key=lambda x: (x[1], x[0]))
 
 
 def count_defects(planted: Planted, topic: str, plan: Defects) -> None:
@@ -298,7 +323,8 @@ def simulate(cfg: SimConfig) -> SimResult:
     w = make_world(cfg)
     streams, clock, pop = w.streams, w.clock, w.pop
     usage = make_usage(streams[3], pop, clock, w.cells, w.bss, w.incidents, w.tag, redial_rng=streams[6])
-    network = make_network(streams[5], clock, w.cells, usage.frame, w.incidents, cfg.kpi_interval_s, w.tag)
+    network = make_network(streams[5], clock, w.cells, usage.frame, w.incidents, cfg.kpi_interval_s, w.tag, drifts=w.drifts,
+                           drift_rng=streams[7])
     hits = usage.frame.filter(pl.col("is_dropped").fill_null(False)
                               & pl.Series(incident_mask(w.incidents, usage.frame["_cell"].to_numpy(), usage.frame["started_at"].to_numpy())))
     tickets = complaints(streams[5], hits["_sub"].to_numpy(), hits["started_at"].to_numpy(), pop, clock, w.tag)
