@@ -37,7 +37,8 @@ def _config(tmp: Path) -> Path:
     """The repository config with uuid-suffixed topics, so this lake sees only its own records."""
     suffix = uuid.uuid4().hex[:8]
     text = (REPO / "telcolake.toml").read_text()
-    for topic in ("usage.events", "network.events", "bss.events", "network.alerts", "fraud.alerts", "offers.triggers"):
+    for topic in ("usage.events", "network.events", "bss.events", "network.alerts", "fraud.alerts", "offers.triggers",
+                  "orders.events", "provisioning.commands", "provisioning.results", "orders.clock", "orders.state", "orders.jeopardy"):
         text = text.replace(f'"{topic}" =', f'"{topic}.{suffix}" =')
     path = tmp / "telcolake.toml"
     path.write_text(text)
