@@ -115,9 +115,10 @@ def split(spec: FlowSpec, sources: dict[str, tuple[str, Contract]], batch: RawBa
 class SagaShard:
     """A shard's saga plus the offsets it has applied; restored lazily from its checkpoint."""
 
-    def __init__(self, spec: FlowSpec, lake: Lake, shard: int, cfg: FulfilmentConfig, topics: dict[str, str], gauges: bool) -> None:
+    def __init__(self, spec: FlowSpec, lake: Lake, shard: int, cfg: FulfilmentConfig, topics: dict[str, str], gauges: bool,
+                 hold: bool) -> None:
         self.spec, self.lake, self.shard, self.want_gauges = spec, lake, shard, gauges
-        self.logic = SagaLogic(cfg, topics)
+        self.logic = SagaLogic(cfg, topics, hold_until_clock=hold)
         self.positions: dict[str, int] = {}
         if lake.exists(spec.state_table):
             t = lake.read(spec.state_table, filter=pa.compute.field("shard") == shard)
@@ -163,8 +164,8 @@ class SagaShard:
 
 
 def _apply(lake: Lake, spec: FlowSpec, cfg: FulfilmentConfig, topics: dict[str, str], topic_of: dict[str, str], gauges: bool,
-           shard: SagaShard | None, part: SagaPart) -> tuple[SagaShard, Emit]:
-    shard = shard or SagaShard(spec, lake, part.shard, cfg, topics, gauges)
+           hold: bool, shard: SagaShard | None, part: SagaPart) -> tuple[SagaShard, Emit]:
+    shard = shard or SagaShard(spec, lake, part.shard, cfg, topics, gauges, hold)
     return shard, shard.apply(part, topic_of)
 
 
@@ -229,9 +230,13 @@ class CommitSink(DynamicSink[tuple[str, Emit]]):
 
 
 def build_flow(settings: Settings, *, until_caught_up: bool = False, stop: StopFlag | None = None,
-               on_commit: OnCommit | None = None, gauges: bool = False) -> Dataflow:
-    """The fulfilment dataflow for ``settings`` (tables prepared, resume offsets read from the checkpoint)."""
+               on_commit: OnCommit | None = None, gauges: bool = False, clock: str | None = None) -> Dataflow:
+    """The fulfilment dataflow for ``settings`` (tables prepared, resume offsets read from the checkpoint).
+
+    With the ``wall`` clock (``clock`` or ``[fulfilment] clock``) a shard decides nothing before its first tick.
+    """
     cfg = fulfilment_config(settings)
+    hold = (clock or cfg.clock) == "wall"
     spec = spec_of(settings, cfg)
     lake = Lake.from_settings(settings)
     prepare_tables(lake, spec)
@@ -247,7 +252,7 @@ def build_flow(settings: Settings, *, until_caught_up: bool = False, stop: StopF
     flow = Dataflow("fulfilment")
     raw = op.input("fulfilment_in", flow, source)  # RawBatch of one input topic
     parts = op.flat_map("fulfilment_split", raw, partial(split, spec, sources))  # (shard, SagaPart)
-    emits = op.stateful_map("fulfilment_shard", parts, partial(_apply, lake, spec, cfg, topics, topic_of, gauges))  # (shard, Emit)
+    emits = op.stateful_map("fulfilment_shard", parts, partial(_apply, lake, spec, cfg, topics, topic_of, gauges, hold))  # (shard, Emit)
     op.output("fulfilment_commit", emits, CommitSink(lake, spec, client_config(settings, bootstrap=bootstrap), topics,
                                                      cfg.commit_interval_s, on_commit))
     return flow

@@ -37,7 +37,7 @@ class InMemory:
         self.rows: dict[str, list[pa.Table]] = {}
         self.counts: dict[str, int] = {}
         self.ticks = 0
-        self.processed_at = datetime(2030, 1, 1, tzinfo=UTC)
+        self.processed_at = datetime(2030, 1, 1)
 
     def feed(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
         """Decode ``records`` of a fulfilment input topic and apply them, shard by shard."""
@@ -49,10 +49,11 @@ class InMemory:
         self.topics.setdefault(topic, []).extend(records)
         decoded = decode_batch(contract, [v for _, v in records], now=datetime(2100, 1, 1, tzinfo=UTC))
         idx = decoded.index.to_numpy(zero_copy_only=False).astype(np.int64)
-        self.processed_at += timedelta(milliseconds=1)
-        df = pl.from_arrow(decoded.table).with_columns(
-            pl.lit(0, pl.Int32).alias("_kafka_partition"), pl.Series("_kafka_offset", base + idx, pl.Int64),
-            pl.lit(self.processed_at, pl.Datetime("us", "UTC")).alias("_kafka_timestamp"))
+        offsets = pl.Series("_kafka_offset", base + idx, pl.Int64)
+        # the log-append time of a record is a function of its offset, as it is for a record re-read from Kafka
+        stamps = (pl.lit(self.processed_at) + pl.duration(milliseconds=pl.col("_kafka_offset"))).dt.cast_time_unit("us")
+        df = pl.from_arrow(decoded.table).with_columns(pl.lit(0, pl.Int32).alias("_kafka_partition"), offsets)
+        df = df.with_columns(stamps.dt.replace_time_zone("UTC").alias("_kafka_timestamp"))
         self.counts[f"rejected_{source}"] = self.counts.get(f"rejected_{source}", 0) + len(decoded.rejects)
         if source == "clock":
             parts = [df] * self.shards

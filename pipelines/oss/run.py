@@ -158,7 +158,7 @@ def run_fulfilment(
         if on_commit is not None:
             on_commit(emits)
 
-    flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_commit=committed, gauges=gauges)
+    flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_commit=committed, gauges=gauges, clock=clock)
     started = time.monotonic()
     try:
         cli_main(flow, workers_per_process=workers or cfg.workers, epoch_interval=None)

@@ -85,10 +85,15 @@ class SagaLogic:
         topics: contract topic -> configured topic (for quarantine rows).
         fast: take the vectorised paths; False sends every event through the Machine (the
             reference the tests compare against).
+        hold_until_clock: keep orders and results until the shard has seen its first tick (the
+            wall clock): a backlog read before the clock would be stamped with its old event times
+            and time out at the first tick although its answers are on the way.
     """
 
-    def __init__(self, cfg: FulfilmentConfig, topics: dict[str, str] | None = None, *, fast: bool = True) -> None:
-        self.cfg, self.fast = cfg, fast
+    def __init__(self, cfg: FulfilmentConfig, topics: dict[str, str] | None = None, *, fast: bool = True,
+                 hold_until_clock: bool = False) -> None:
+        self.cfg, self.fast, self.hold = cfg, fast, hold_until_clock
+        self.pending: dict[str, pl.DataFrame] = {}
         self.topics = topics or {}
         self.orders = pl.DataFrame(schema=ORDER_PL)
         self.steps = pl.DataFrame(schema=STEP_PL)
@@ -349,8 +354,18 @@ class SagaLogic:
     def process(self, source: str, df: pl.DataFrame) -> SagaOutput:
         """Apply one batch of ``source`` (``orders``, ``results`` or ``clock``) rows in Kafka order."""
         b = _Batch()
-        if df.height:
+        if df.height and source != "clock" and self.hold and self.clock is None:
+            before = self.pending.get(source)
+            self.pending[source] = df if before is None else pl.concat([before, df], how="vertical_relaxed")
+            b.count(f"held_{source}", df.height)
+            self._snapshot = None
+        elif df.height:
             {"orders": self._orders, "results": self._results, "clock": self._ticks}[source](b, df)
+            if source == "clock" and self.pending and self.clock is not None:
+                for name in ("orders", "results"):  # the backlog read before the first tick, in its order
+                    waiting = self.pending.pop(name, None)
+                    if waiting is not None:
+                        (self._orders if name == "orders" else self._results)(b, waiting)
         return self._finish(b)
 
     def _finish(self, b: _Batch) -> SagaOutput:
@@ -418,7 +433,8 @@ class SagaLogic:
         consistent snapshot at no cost; :func:`as_tables` turns one into Arrow for a checkpoint."""
         if self._snapshot is None:
             self._snapshot = {"orders": self.orders, "steps": self.steps, "completions": self.completions,
-                              "clock": pl.DataFrame({"clock": [self.clock]}, schema={"clock": UTC_US})}
+                              "clock": pl.DataFrame({"clock": [self.clock]}, schema={"clock": UTC_US}),
+                              **{f"pending_{k}": v for k, v in self.pending.items()}}
         return self._snapshot
 
     def restore(self, parts: dict[str, pa.Table]) -> None:
@@ -427,6 +443,7 @@ class SagaLogic:
         self.steps = pl.from_arrow(parts["steps"]).cast(STEP_PL)
         self.completions = pl.from_arrow(parts["completions"]).cast(COMPLETION_PL)
         self.clock = parts["clock"]["clock"][0].as_py()
+        self.pending = {k.removeprefix("pending_"): pl.from_arrow(v) for k, v in parts.items() if k.startswith("pending_")}
         self._snapshot = self._gauges = None
 
 
