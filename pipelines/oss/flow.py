@@ -17,6 +17,7 @@ skip what a shard already applied) with two differences:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,7 +171,8 @@ def _apply(lake: Lake, spec: FlowSpec, cfg: FulfilmentConfig, topics: dict[str, 
 
 
 class _CommitPartition(StatelessSinkPartition[tuple[str, Emit]]):
-    """Per worker: messages with every batch; tables, then a producer flush, then the checkpoint, every interval."""
+    """Per worker: messages with every batch; every interval, in a background thread, the tables, then the
+    delivery of every message produced so far, then the checkpoint (so a commit never stalls the batches)."""
 
     def __init__(self, lake: Lake, spec: FlowSpec, producer, topics: dict[str, str], interval: float, on_commit: OnCommit | None) -> None:
         self.lake, self.spec, self.producer, self.topics, self.interval, self.on_commit = lake, spec, producer, topics, interval, on_commit
@@ -178,8 +180,24 @@ class _CommitPartition(StatelessSinkPartition[tuple[str, Emit]]):
         self.pending: dict[str, list[pa.Table]] = {}
         self.latest: dict[int, Emit] = {}
         self.last_commit = time.monotonic()
+        self.seq = 0  # messages produced
+        self.undelivered: set[int] = set()
+        self.failed: list[str] = []
+        self.lock = threading.Lock()
+        self.committing: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _delivered(self, seq: int):
+        def done(err, _msg) -> None:
+            with self.lock:
+                self.undelivered.discard(seq)
+                if err is not None:
+                    self.failed.append(str(err))
+        return done
 
     def write_batch(self, items: list[tuple[str, Emit]]) -> None:
+        if self.error is not None:
+            raise self.error
         emits = [e for _, e in items]
         for e in emits:
             for name, rows in e.result.rows.items():
@@ -189,33 +207,59 @@ class _CommitPartition(StatelessSinkPartition[tuple[str, Emit]]):
             for contract_topic, messages in e.result.messages.items():
                 topic = self.topics[contract_topic]
                 for key, value in messages:
+                    self.seq += 1
+                    with self.lock:
+                        self.undelivered.add(self.seq)
                     while True:
                         try:
-                            self.producer.produce(topic, key=key, value=value)
+                            self.producer.produce(topic, key=key, value=value, on_delivery=self._delivered(self.seq))
                             break
                         except BufferError:
                             self.producer.poll(0.05)
         self.producer.poll(0)
-        if time.monotonic() - self.last_commit >= self.interval:
-            self.commit()
+        busy = self.committing is not None and self.committing.is_alive()
+        if not busy and time.monotonic() - self.last_commit >= self.interval and (self.pending or self.latest):
+            work = (self.pending, self.latest, self.seq)
+            self.pending, self.latest = {}, {}
+            self.last_commit = time.monotonic()
+            self.committing = threading.Thread(target=self._commit_guarded, args=work, name="fulfilment-commit", daemon=True)
+            self.committing.start()
         if self.on_commit is not None:
             self.on_commit(emits)
 
-    def commit(self) -> None:
-        for name, parts in self.pending.items():
+    def _commit_guarded(self, pending: dict[str, list[pa.Table]], latest: dict[int, Emit], upto: int) -> None:
+        try:
+            self._commit(pending, latest, upto)
+        except BaseException as exc:  # raised in the flow's thread at its next batch
+            self.error = exc
+
+    def _commit(self, pending: dict[str, list[pa.Table]], latest: dict[int, Emit], upto: int) -> None:
+        for name, parts in pending.items():
             out = self.outputs[name]
             merge(self.lake, out.table, pa.concat_tables([p.cast(out.schema) for p in parts]), out.keys)
-        if self.producer.flush(60) > 0:
-            raise RuntimeError("Kafka did not take every message within 60 s; not checkpointing past them")
-        if self.latest:
-            for e in self.latest.values():
+        deadline = time.monotonic() + 60
+        while True:
+            with self.lock:
+                if self.failed:
+                    raise RuntimeError(f"Kafka refused a message ({self.failed[0]}); not checkpointing past it")
+                waiting = any(s <= upto for s in self.undelivered)
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("Kafka did not take every message within 60 s; not checkpointing past them")
+            self.producer.poll(0.01)
+        if latest:
+            for e in latest.values():
                 e.state = as_tables(e.state)
-            checkpoint(self.lake, self.spec, self.latest)
-        self.pending, self.latest = {}, {}
-        self.last_commit = time.monotonic()
+            checkpoint(self.lake, self.spec, latest)
 
     def close(self) -> None:
-        self.commit()
+        if self.committing is not None:
+            self.committing.join()
+        if self.error is not None:
+            raise self.error
+        self._commit(self.pending, self.latest, self.seq)
+        self.producer.flush(60)
 
 
 class CommitSink(DynamicSink[tuple[str, Emit]]):

@@ -24,12 +24,14 @@ NEEDS = {
                               "gold/billing/adjustments", "reference/tariff_allowances"],
     "churn_risk.ipynb": ["gold/churn/features_daily", "gold/churn/scores", "silver/subscribers"],
     "network_kpis.ipynb": ["gold/network/cell_kpi_1m", "gold/network/alerts"],
+    "order_to_activation.ipynb": ["gold/oss/orders", "gold/oss/order_transitions", "gold/oss/jeopardy"],
 }
 CYCLE = "2026-10"  # the month of [simulate] start in telcolake.toml
 # Steps run after `telcolake demo` only for tables it did not produce (the demo grows to cover them).
 FOLLOW_UPS = [
     ("gold/network/cell_kpi_1m", [["stream", "--until-caught-up", "--json"]]),
     ("gold/billing/invoices", [["catalog", "load", "--json"], ["bill-run", "--cycle", CYCLE, "--early", "--json"]]),
+    ("gold/oss/orders", [["orders", "simulate", "--fulfil", "--json"]]),
 ]
 
 

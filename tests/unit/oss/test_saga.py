@@ -27,7 +27,7 @@ ENC = msgspec.json.Encoder()
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate_orders(OrderSimConfig(orders=160, seed=3), FCFG, RCFG)
+    return simulate_orders(OrderSimConfig(orders=100, seed=3), FCFG, RCFG)
 
 
 @pytest.fixture(scope="module")
