@@ -42,7 +42,7 @@ from pipelines.core.config import load_settings  # noqa: E402
 from pipelines.core.contracts import COMMANDS, ORDERS, RESULTS, decode_batch  # noqa: E402
 from pipelines.ingest.kafka_source import StopFlag  # noqa: E402
 from pipelines.oss import FulfilStats, run_fulfilment  # noqa: E402
-from pipelines.oss.config import FulfilmentConfig, ResponderConfig  # noqa: E402
+from pipelines.oss.config import FulfilmentConfig, ResponderConfig, fulfilment_config  # noqa: E402
 from pipelines.oss.inmemory import InMemory  # noqa: E402
 from pipelines.oss.run import prepare_topics  # noqa: E402
 from pipelines.oss.wire import keyed  # noqa: E402
@@ -160,7 +160,7 @@ def end_to_end(settings, env: dict, n: int) -> None:
     thread.join(timeout=120)
     proc.terminate()
     proc.wait(timeout=60)
-    print(f"2. end to end through Kafka and Delta (4 shards, 1 worker; targets in another process): {n:,} orders completed in "
+    print(f"2. end to end through Kafka and Delta ({fulfilment_config(settings).shards} shards, 1 worker; targets in another process): {n:,} orders completed in "
           f"{took:.1f} s = {n / took:,.0f} orders/s ({4 * n / took:,.0f} commands/s, start-up included); baseline a plain consumer "
           f"reading the {seen:,} orders: {raw:.2f} s = {seen / raw:,.0f} records/s")
 
@@ -232,6 +232,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5_000)
     ap.add_argument("--rate", type=int, default=1_000)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--shards", type=int, default=0, help="[fulfilment] shards for the Kafka runs (default: telcolake.toml)")
     args = ap.parse_args()
     print(f"fulfilment bench on {os.cpu_count()} cores (shared with whatever else runs)")
     logic_bench(args.orders, args.batch)
@@ -241,6 +242,10 @@ def main() -> None:
         cfg = (REPO / "telcolake.toml").read_text()
         for key in ("permanent_rate", "retryable_rate", "exhausted_rate", "slow_rate", "timeout_rate", "lost_rate", "duplicate_rate", "stale_rate"):
             cfg = "\n".join(f"{key} = 0.0" if line.startswith(f"{key} = ") else line for line in cfg.splitlines()) + "\n"
+        if args.shards:
+            head, _, tail = cfg.partition("[fulfilment]\n")
+            tail = tail.replace("shards = 4\n", f"shards = {args.shards}\n", 1)
+            cfg = head + "[fulfilment]\n" + tail
         (tmp / "telcolake.toml").write_text(cfg)
         env = {**os.environ, "TELCOLAKE_CONFIG": str(tmp / "telcolake.toml"), "TELCOLAKE_LAKE": str(tmp / "lake"),
                "TELCOLAKE_STATE_DIR": str(tmp / "state"), "TELCOLAKE_KAFKA_BOOTSTRAP": state.address}
