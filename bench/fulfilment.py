@@ -232,20 +232,29 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5_000)
     ap.add_argument("--rate", type=int, default=1_000)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--shards", type=int, default=0, help="[fulfilment] shards for the Kafka runs (default: telcolake.toml)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [fulfilment] setting for the Kafka runs, e.g. --set shards=1 --set flush_seconds=0.05")
+    ap.add_argument("--skip-logic", action="store_true", help="skip part 1")
     args = ap.parse_args()
     print(f"fulfilment bench on {os.cpu_count()} cores (shared with whatever else runs)")
-    logic_bench(args.orders, args.batch)
+    if not args.skip_logic:
+        logic_bench(args.orders, args.batch)
     tmp = Path(tempfile.mkdtemp(prefix="bench-fulfil-"))
     state = broker.start_embedded(tmp / "broker")
     try:
         cfg = (REPO / "telcolake.toml").read_text()
         for key in ("permanent_rate", "retryable_rate", "exhausted_rate", "slow_rate", "timeout_rate", "lost_rate", "duplicate_rate", "stale_rate"):
             cfg = "\n".join(f"{key} = 0.0" if line.startswith(f"{key} = ") else line for line in cfg.splitlines()) + "\n"
-        if args.shards:
-            head, _, tail = cfg.partition("[fulfilment]\n")
-            tail = tail.replace("shards = 4\n", f"shards = {args.shards}\n", 1)
-            cfg = head + "[fulfilment]\n" + tail
+        head, _, tail = cfg.partition("[fulfilment]\n")
+        for item in args.set:
+            key, value = item.split("=", 1)
+            lines = tail.splitlines()
+            at = next(i for i, line in enumerate(lines) if line.startswith(f"{key} = "))
+            lines[at] = f"{key} = {value}"
+            tail = "\n".join(lines) + "\n"
+        cfg = head + "[fulfilment]\n" + tail
+        if args.set:
+            print("settings: " + ", ".join(args.set))
         (tmp / "telcolake.toml").write_text(cfg)
         env = {**os.environ, "TELCOLAKE_CONFIG": str(tmp / "telcolake.toml"), "TELCOLAKE_LAKE": str(tmp / "lake"),
                "TELCOLAKE_STATE_DIR": str(tmp / "state"), "TELCOLAKE_KAFKA_BOOTSTRAP": state.address}

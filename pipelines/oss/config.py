@@ -36,10 +36,10 @@ class FulfilmentConfig:
         timeouts: target kind (sim, hss, pcrf, ott) -> seconds one attempt may take.
     """
 
-    shards: int = 4
+    shards: int = 1
     workers: int = 1
     flush_rows: int = 20_000
-    flush_seconds: float = 0.005
+    flush_seconds: float = 0.05
     fetch_wait_ms: int = 5
     commit_interval_s: float = 1.0
     clock: str = "wall"

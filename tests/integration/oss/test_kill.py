@@ -84,9 +84,12 @@ def _fulfil(settings: Settings, env: dict[str, str], workers: int, expected: int
             proc.wait()
             ended = lake.read(ORDERS, columns=["state"])["state"].to_pylist() if lake.exists(ORDERS) else []
             at_kill.append(sum(s in (*TERMINAL, "held") for s in ended))
+        before = lake.version(STATE) if lake.exists(STATE) else -1
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         deadline = time.monotonic() + 150
-        while not _settled(lake, expected) and time.monotonic() < deadline and proc.poll() is None:
+        # settled, and this run checkpointed at least once (so SIGTERM finds it running, not starting up)
+        while (not _settled(lake, expected) or (lake.version(STATE) if lake.exists(STATE) else -1) <= before) \
+                and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         proc.send_signal(signal.SIGTERM)
@@ -101,7 +104,7 @@ def _fulfil(settings: Settings, env: dict[str, str], workers: int, expected: int
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_nine_the_orchestrator_then_restart_gives_the_same_outcome(env, kafka, tmp_path, workers):
-    s = tuned(tick_interval_s=0.2, grace_s=0.5, backoff_s=0.2, commit_interval_s=0.1)
+    s = tuned(shards=2, tick_interval_s=0.2, grace_s=0.5, backoff_s=0.2, commit_interval_s=0.1)
     s = configure(**{"fulfilment.responders": {"lost_rate": 0.0, "slow_rate": 0.0, "timeout_rate": 0.0},
                      "fulfilment.responders.latency_ms": {"sim": 20, "hss": 40, "pcrf": 15, "ott": 100}})
     clean, clean_env = _copy(s, tmp_path, "clean")
