@@ -40,6 +40,7 @@ from pipelines.core.config import Settings
 from pipelines.core.duck import model_sql
 from pipelines.core.errors import BillingError
 from pipelines.core.lake import Lake, utcnow
+from pipelines.core.lease import leased
 
 OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES)
 
@@ -48,6 +49,7 @@ BUCKET_MODELS = ("usage_scope", "minute_calendar", "allowance_prior", "usage_con
 INVOICE_MODELS = ("recurring_charges", "one_off_charges", "late_adjustments", "invoice_lines", "invoices")
 RERATE_MODELS = (*SETUP_MODELS, *BUCKET_MODELS[:5], "rerated_usage", "rerate_adjustments")
 BATCH_ROWS = 1_000_000
+BILLING_LEASE = "billing"  # one bill run or rerate at a time per lake: a second one waits (pipelines.core.lease)
 _CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -197,6 +199,7 @@ def _replace(lake: Lake, name: str, data: pa.Table, predicate: str, meta: dict[s
     return lake.write(name, data, mode="overwrite", predicate=predicate, metadata=meta)
 
 
+@leased(lambda *_a, **_k: BILLING_LEASE)
 def bill_run(
     settings: Settings,
     cycle: str,
@@ -310,6 +313,7 @@ def bill_run(
     return result
 
 
+@leased(lambda *_a, **_k: BILLING_LEASE)
 def rerate(settings: Settings, cycle: str, *, on_step: StepCallback | None = None) -> RerateResult:
     """Rate a closed cycle again with the current catalog; bill the differences as adjustments.
 

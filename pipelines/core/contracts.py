@@ -573,7 +573,7 @@ def _json_fields_to_text(contract: Contract, record: Any) -> str | None:
     return None
 
 
-def _check(contract: Contract, table: pa.Table, limits: Limits, now: datetime) -> tuple[pa.Table, pa.Array]:
+def _check(contract: Contract, table: pa.Table, limits: Limits, now: pa.Scalar | pa.Array) -> tuple[pa.Table, pa.Array]:
     """Vectorised rules on a wire table: returns the typed table and a reason per row (null = ok)."""
     n = table.num_rows
     reason = pa.nulls(n, pa.string())
@@ -602,7 +602,7 @@ def _check(contract: Contract, table: pa.Table, limits: Limits, now: datetime) -
             parsed = pa.chunked_array([_cast_each(raw.combine_chunks())], TS)
             flag(pc.and_(pc.is_valid(raw), pc.is_null(parsed)), f"bad_type:{name}")
         low = pa.scalar(limits.min_event_time, TS)
-        high = pa.scalar(now + limits.max_future_skew, TS)
+        high = pc.add(now, pa.scalar(limits.max_future_skew, pa.duration("us")))
         flag(pc.or_(pc.less(parsed, low), pc.greater(parsed, high)), f"out_of_range:{name}")
         columns[name] = parsed
     typed = pa.table(
@@ -626,7 +626,7 @@ def decode_batch(
     values: list[bytes | None],
     *,
     limits: Limits = Limits(),
-    now: datetime | None = None,
+    now: datetime | pa.Array | None = None,
 ) -> Decoded:
     """Decode a batch of raw values; never raises on data.
 
@@ -634,14 +634,18 @@ def decode_batch(
         contract: the topic's contract.
         values: raw Kafka values (``None`` for a tombstone).
         limits: size and event-time bounds.
-        now: the wall-clock time for the future-skew check (default: now).
+        now: what event times are checked against for the future skew: one instant (default:
+            the wall clock), or one per value (e.g. each record's Kafka timestamp, so the
+            same record is judged the same on every read).
 
     Example:
         >>> d = decode_batch(USAGE, [b"not json"])
         >>> d.rejects
         [(0, 'malformed_json')]
     """
-    now = now or datetime.now(UTC)
+    per_value = isinstance(now, pa.Array)
+    if not per_value:
+        now = now or datetime.now(UTC)
     rejects: list[tuple[int, str]] = []
     lengths = list(map(len, filter(None, values)))
     if len(lengths) == len(values) and min(lengths, default=1) > 0 and max(lengths, default=0) <= limits.max_record_bytes:
@@ -690,7 +694,8 @@ def decode_batch(
         wire = contract.wire_schema.empty_table()
         positions = []
 
-    typed, reason = _check(contract, wire, limits, now)
+    reference = pc.take(now, pa.array(positions, pa.int64())) if per_value else pa.scalar(now, TS)
+    typed, reason = _check(contract, wire, limits, reference)
     index = pa.array(positions, pa.int64())
     ok = pc.is_null(reason)
     if typed.num_rows and not pc.all(ok).as_py():

@@ -73,13 +73,13 @@ def _set_aside_stale_lake(settings: Settings, bootstrap: str) -> str | None:
 def _simulate(run: DemoRun) -> dict[str, Any]:
     from pipelines.core.broker import resolve_bootstrap
     from pipelines.core.contracts import CONTRACTS
-    from pipelines.simulate import SimConfig, produce, simulate
+    from pipelines.simulate import SimConfig, produce, simulate_days
 
     cfg = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None, days=run.options.get("days") or None)
-    result = simulate(cfg)
     topics = {t: run.settings.topic(t) for t in CONTRACTS}
-    counts = produce(result, resolve_bootstrap(run.settings), topics, extra_conf=run.settings.kafka_client)
-    planted = {k: v for k, v in result.planted.as_dict().items() if not k.endswith("_ids")}
+    with simulate_days(cfg) as days:  # a day at a time in memory
+        counts = produce(days, resolve_bootstrap(run.settings), topics, extra_conf=run.settings.kafka_client)
+    planted = {k: v for k, v in days.planted.as_dict().items() if not k.endswith("_ids")}
     return {"subscribers": cfg.subscribers, "days": cfg.days, "produced": sum(counts.values()), "planted": planted}
 
 
@@ -176,13 +176,13 @@ def _read_share(run: DemoRun) -> dict[str, Any]:
     partner = next(iter(load_partners(run.settings).values()))
     partner_id = partner.partner_id
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(run.settings), host="127.0.0.1", port=port, log_level="warning"))
+    endpoint = f"http://127.0.0.1:{port}/delta-sharing"
+    server = uvicorn.Server(uvicorn.Config(create_app(run.settings, endpoint=endpoint), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         while not server.started and thread.is_alive():
             time.sleep(0.05)
-        endpoint = f"http://127.0.0.1:{port}/delta-sharing"
         profile = run.settings.state_dir / f"{partner_id}.share"
         profile.parent.mkdir(parents=True, exist_ok=True)
         profile.write_text(json.dumps(create_token(run.settings, partner_id, days=1).profile(endpoint)))
