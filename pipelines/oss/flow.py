@@ -157,9 +157,10 @@ class SagaShard:
                 prev = result.rows.get("quarantine")
                 result.rows["quarantine"] = rejects if prev is None else pa.concat_tables([prev, rejects.cast(prev.schema)])
                 result.counts["rejected"] = result.counts.get("rejected", 0) + rejects.num_rows
+        since = {segment: self.position(segment) for segment in part.last} | self.positions  # what the checkpoint holds
         for segment, pos in part.last.items():
             self.positions[segment] = max(self.position(segment), pos)
-        emit = Emit(shard=self.shard, result=result, state=self.logic.snapshot(), positions=dict(self.positions))
+        emit = Emit(shard=self.shard, result=result, state=self.logic.snapshot(), positions=dict(self.positions), since=since)
         emit.gauges = self.logic.gauges() if self.want_gauges else None  # type: ignore[attr-defined]
         return emit
 
@@ -203,6 +204,9 @@ class _CommitPartition(StatelessSinkPartition[tuple[str, Emit]]):
             for name, rows in e.result.rows.items():
                 if rows.num_rows:
                     self.pending.setdefault(name, []).append(rows)
+            prev = self.latest.get(e.shard)
+            if prev is not None:  # the checkpoint still holds what the first emit since it started from
+                e.since = {**e.since, **prev.since}
             self.latest[e.shard] = e
             for contract_topic, messages in e.result.messages.items():
                 topic = self.topics[contract_topic]
@@ -251,7 +255,7 @@ class _CommitPartition(StatelessSinkPartition[tuple[str, Emit]]):
         if latest:
             for e in latest.values():
                 e.state = as_tables(e.state)
-            checkpoint(self.lake, self.spec, latest)
+            checkpoint(self.lake, self.spec, list(latest.values()))
 
     def close(self) -> None:
         if self.committing is not None:
