@@ -86,7 +86,7 @@ class Names(Strings):
 class Components(Strings):
     """Which continuous components `telcolake up` runs."""
 
-    allowed = "a list of ingest, silver, streams"
+    allowed = "a list of ingest, silver, streams, fulfilment, responders"
 
     def check(self, value: Any, where: str) -> tuple[str, ...]:
         if isinstance(value, tuple):  # a declared default
@@ -94,7 +94,7 @@ class Components(Strings):
         if value == []:
             return ()
         names = super().check(value, where)
-        if any(n not in ("ingest", "silver", "streams") for n in names) or len(set(names)) != len(names):
+        if any(n not in ("ingest", "silver", "streams", "fulfilment", "responders") for n in names) or len(set(names)) != len(names):
             raise refuse(where, value, self.allowed)
         return names
 
@@ -237,7 +237,7 @@ CONFIG = Table(keys={
     "service": Table(keys={
         "host": Text(default="127.0.0.1", nonempty=True, pattern=r"[A-Za-z0-9.:\-\[\]]{1,253}", what="an address such as '127.0.0.1'"),
         "port": Int(1, 65535, default=8760),
-        "components": Components(default=("ingest", "silver", "streams")),
+        "components": Components(default=("ingest", "silver", "streams", "fulfilment")),
         "scheduler": Bool(default=True),
         "silver_interval_s": Seconds(3600, default=1.0),
         "restart_backoff_s": Seconds(3600, default=1.0),
