@@ -25,6 +25,7 @@ INVOICES = "gold/billing/invoices"
 INVOICE_LINES = "gold/billing/invoice_lines"
 BILL_RUNS = "gold/billing/bill_runs"
 ONE_OFF = "gold/billing/one_off_charges"
+HELD = "gold/billing/held_accounts"
 BSS_EVENTS = "bronze/bss.events"  # lifecycle events have no silver table; one_off_charges dedupes by event_id
 VIEWS = ("stg_usage", "effective_rated_usage")  # read once or filtered by their readers: not materialised
 
@@ -40,6 +41,9 @@ PLACEHOLDERS = {
     ADJUSTMENTS: "adjustment_id varchar, account_id varchar, for_cycle varchar, billed_cycle varchar, reason varchar, "
     "event_type varchar, amount decimal(18,4), count_records bigint, run_id varchar",
     ONE_OFF: "event_id varchar, billed_cycle varchar",
+    HELD: "cycle varchar, account_id varchar",
+    INVOICES: "billing_account_id varchar, cycle varchar",
+    INVOICE_LINES: "cycle varchar, line_id varchar",
     BSS_EVENTS: "event_id varchar, subscriber_id varchar, account_id varchar, occurred_at timestamptz, kind varchar, "
     "plan_id varchar, _kafka_timestamp timestamptz, _ingested_at timestamptz, _kafka_partition integer, _kafka_offset bigint, "
     "_source varchar, _source_row bigint, event_month varchar",
@@ -51,17 +55,25 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     section = settings.section("billing")
     memory = section.get("memory_limit", "2GB")
     if not isinstance(memory, str) or not re.fullmatch(r"\d+(\.\d+)?\s*(MB|GB|MiB|GiB)", memory):
-        raise BillingError(f"billing.memory_limit = {memory!r}: expected a size such as \"3GB\" or \"512MB\"")
+        raise BillingError(f"[billing] memory_limit = {memory!r}: expected a size such as \"3GB\" or \"512MB\"")
     threads = section.get("threads", 0)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
-        raise BillingError(f"billing.threads = {threads!r}: expected an integer >= 0 (0 = all cores)")
+        raise BillingError(f"[billing] threads = {threads!r}: expected an integer >= 0 (0 = all cores)")
     bucket_rows = section.get("bucket_rows", 2_000_000)
     if not isinstance(bucket_rows, int) or isinstance(bucket_rows, bool) or bucket_rows < 1000:
-        raise BillingError(f"billing.bucket_rows = {bucket_rows!r}: expected an integer >= 1000")
+        raise BillingError(f"[billing] bucket_rows = {bucket_rows!r}: expected an integer >= 1000")
     spill = settings.state_dir / "duckdb-billing"
     spill.mkdir(parents=True, exist_ok=True)
     return {"memory_limit": memory, "threads": threads, "temp_directory": str(spill), "bucket_rows": bucket_rows}
 
+
+def max_held_share(settings: Settings) -> float:
+    """``[billing] max_held_share``: the share of a cycle's billed accounts that may be held before
+    the quality gate fails the bill run (default 0.01 = 1 %)."""
+    value = settings.section("billing").get("max_held_share", 0.01)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise BillingError(f"[billing] max_held_share = {value!r}: expected a number between 0 and 1 (0.01 = 1 %)")
+    return float(value)
 
 
 def connect(lake: Lake, versions: dict[str, int], params: dict[str, Any], options: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:

@@ -19,6 +19,7 @@ import pyarrow as pa
 from pipelines.billing.engine import (
     ADJUSTMENTS,
     BILL_RUNS,
+    HELD,
     INVOICE_LINES,
     INVOICES,
     ONE_OFF,
@@ -32,6 +33,7 @@ from pipelines.billing.engine import (
     connect,
     engine_options,
     fetch,
+    max_held_share,
     read,
     run_models,
 )
@@ -41,12 +43,14 @@ from pipelines.core.duck import model_sql
 from pipelines.core.errors import BillingError
 from pipelines.core.lake import Lake, utcnow
 
-OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES)
+OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES, HELD)
 
-SETUP_MODELS = ("version_periods", "rate_lookup")
-BUCKET_MODELS = ("usage_scope", "minute_calendar", "allowance_prior", "usage_context", "rated_usage", "unrated", "usage_charges")
-INVOICE_MODELS = ("recurring_charges", "one_off_charges", "late_adjustments", "invoice_lines", "invoices")
-RERATE_MODELS = (*SETUP_MODELS, *BUCKET_MODELS[:5], "rerated_usage", "rerate_adjustments")
+# account_problems decides which accounts this run holds, before anything is rated
+SETUP_MODELS = ("version_periods", "rate_lookup", "billing_cycles", "plan_days", "accounts", "account_problems")
+BUCKET_MODELS = ("usage_scope", "minute_calendar", "allowance_prior", "usage_context", "rated_usage", "held_usage", "unrated",
+                 "usage_charges")
+INVOICE_MODELS = ("recurring_charges", "one_off_charges", "late_adjustments", "invoice_lines", "invoices", "held_accounts")
+RERATE_MODELS = (*SETUP_MODELS, *BUCKET_MODELS[:6], "rerated_usage", "rerate_adjustments")
 BATCH_ROWS = 1_000_000
 _CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -89,6 +93,7 @@ class BillRunResult:
     unrated: int = 0
     late: int = 0
     invoices: int = 0
+    held_accounts: int = 0
     amount_excl_tax: Decimal = Decimal(0)
     amount_incl_tax: Decimal = Decimal(0)
     input_versions: dict[str, int] = field(default_factory=dict)
@@ -106,6 +111,7 @@ class RerateResult:
     changed_records: int = 0
     adjustments: int = 0
     net_amount: Decimal = Decimal(0)
+    held_accounts: int = 0
     input_versions: dict[str, int] = field(default_factory=dict)
 
 
@@ -114,6 +120,13 @@ def closed_cycles(lake: Lake) -> dict[str, dict[str, Any]]:
     if not lake.exists(BILL_RUNS):
         return {}
     return {r["cycle"]: r for r in read(lake, BILL_RUNS).to_pylist()}
+
+
+def held_count(lake: Lake, cycle: str) -> int:
+    """How many accounts the run of ``cycle`` held."""
+    if not lake.exists(HELD):
+        return 0
+    return sum(1 for c in read(lake, HELD, columns=["cycle"])["cycle"].to_pylist() if c == cycle)
 
 
 def _pin(lake: Lake) -> dict[str, int]:
@@ -162,13 +175,6 @@ def _write_batches(lake: Lake, name: str, reader: pa.RecordBatchReader, *, repla
         _replace(lake, name, reader.schema.empty_table(), predicate, meta, ["billed_cycle"])
 
 
-def _refuse_rows(con: duckdb.DuckDBPyConnection, check: str, problem: str) -> None:
-    """Run a check model (sql/billing/check_*.sql) and refuse the run when it returns rows."""
-    rows = con.sql(model_sql(f"billing/{check}")).fetchall()[:3]  # (.limit() can hang on CTEs in this DuckDB)
-    if rows:
-        raise BillingError(f"{problem}: e.g. {', '.join(str(r[0]) for r in rows)} ({check}.sql)")
-
-
 def _split_scope(con: duckdb.DuckDBPyConnection, split: Path, buckets: int, on_step: StepCallback | None) -> None:
     """With several buckets, scan usage once and spill the scope to parquet by subscriber bucket."""
     if buckets == 1:
@@ -187,7 +193,7 @@ def _params(mode: str, cycle: Cycle, target: Cycle, run_id: str, rerate_seq: int
         "mode": mode, "cycle": cycle.name, "target_cycle": target.name, "run_id": run_id, "rerate_seq": rerate_seq,
         "cycle_start": cycle.start, "cycle_end": cycle.end, "cycle_start_date": cycle.start.date(),
         "cycle_end_date": cycle.end.date(), "days_in_cycle": cycle.days,
-        "billing_start": first.start, "billing_start_cycle": first.name,
+        "billing_start": first.start, "billing_start_date": first.start.date(), "billing_start_cycle": first.name,
     }
 
 
@@ -236,6 +242,7 @@ def bill_run(
             cycle=c.name, run_id=row["run_id"], already_closed=True, rated=row["count_rated"], unrated=row["count_unrated"],
             late=row["count_late"], invoices=row["count_invoices"], amount_excl_tax=row["amount_excl_tax"],
             amount_incl_tax=row["amount_incl_tax"], input_versions=json.loads(row["input_versions"]), quality_gate="closed earlier",
+            held_accounts=held_count(lake, c.name),
         )
     later = sorted(k for k in closed if k > c.name)
     if later:
@@ -244,11 +251,11 @@ def bill_run(
         raise BillingError(f"cycle {c.name} has not ended yet (ends {c.end:%Y-%m-%dT%H:%MZ}); pass --early to bill it now")
     versions = _pin(lake)
     options = engine_options(settings)
+    max_held_share(settings)  # a bad threshold is refused before anything is written
     buckets = bucket_count(lake, c, versions[SILVER_USAGE], options.pop("bucket_rows"))
     first_billed = Cycle.parse(min(closed)) if closed else c
     con = connect(lake, versions, _params("bill", c, c, run_id, first_billed=first_billed), options)
     run_models(con, SETUP_MODELS, on_step)
-    _refuse_rows(con, "check_subscriber_intervals", "silver/subscribers has overlapping validity intervals (an event would be rated twice)")
     meta = {"run_id": run_id, "cycle": c.name, "input_versions": json.dumps(versions, sort_keys=True)}
     pred = f"billed_cycle = '{c.name}'"
     rated = unrated = late = 0
@@ -266,29 +273,32 @@ def bill_run(
             counts = con.sql("select (select count(*) from rated_usage), (select count(*) from unrated), "
                              "(select count(*) filter (where is_late) from rated_usage)").fetchall()[0]
             rated, unrated, late = rated + counts[0], unrated + counts[1], late + counts[2]
-            con.execute("create table if not exists usage_charges_all as select * from usage_charges limit 0")
-            con.execute("insert into usage_charges_all select * from usage_charges")
+            for part in ("usage_charges", "held_usage"):
+                con.execute(f"create table if not exists {part}_all as select * from {part} limit 0")
+                con.execute(f"insert into {part}_all select * from {part}")
             if step:
                 step("writing rated usage")
             for name, model in ((RATED, "rated_usage"), (UNRATED, "unrated")):
                 _write_batches(lake, name, con.sql(f"select * from {model}").to_arrow_reader(BATCH_ROWS), replace=bucket == 0,
                                predicate=pred, meta=meta)
-            con.execute("drop table rated_usage; drop table unrated; drop table usage_charges")
+            con.execute("drop table rated_usage; drop table unrated; drop table usage_charges; drop table held_usage")
     finally:
         shutil.rmtree(split, ignore_errors=True)
     con.execute("create temp table usage_charges as select * from usage_charges_all")
     run_models(con, INVOICE_MODELS, on_step)
-    _refuse_rows(con, "check_vat", "no VAT rate in the catalog's [vat] for the country of billed accounts")
     totals = con.sql("select count(*), coalesce(sum(amount_excl_tax), 0), coalesce(sum(amount_incl_tax), 0) from invoices").fetchall()[0]
+    held = fetch(con, "held_accounts", "account_id")
     if on_step:
         on_step("writing invoices")
     _replace(lake, ADJUSTMENTS, fetch(con, "late_adjustments", "adjustment_id"), f"{pred} and reason = 'late_usage'", meta)
-    _replace(lake, ONE_OFF, fetch(con, "one_off_charges", "event_id"), pred, meta, ["billed_cycle"])
+    _replace(lake, ONE_OFF, fetch(con, "(select * exclude (is_held) from one_off_charges where not is_held)", "event_id"), pred, meta,
+             ["billed_cycle"])
+    _replace(lake, HELD, held, f"cycle = '{c.name}'", meta, ["cycle"])
     _replace(lake, INVOICE_LINES, fetch(con, "invoice_lines", "bill_no, line_id"), f"cycle = '{c.name}'", meta, ["cycle"])
     _replace(lake, INVOICES, fetch(con, "invoices", "bill_no"), f"cycle = '{c.name}'", meta, ["cycle"])
     con.close()
     result = BillRunResult(
-        cycle=c.name, run_id=run_id, rated=rated, unrated=unrated, late=late, invoices=totals[0],
+        cycle=c.name, run_id=run_id, rated=rated, unrated=unrated, late=late, invoices=totals[0], held_accounts=held.num_rows,
         amount_excl_tax=Decimal(totals[1]), amount_incl_tax=Decimal(totals[2]), input_versions=versions,
     )
     if gate is not None:
@@ -336,13 +346,13 @@ def rerate(settings: Settings, cycle: str, *, on_step: StepCallback | None = Non
     options = engine_options(settings)
     options.pop("bucket_rows")
     con = connect(lake, versions, _params("rerate", c, target, run_id, seq), options)
-    _refuse_rows(con, "check_subscriber_intervals", "silver/subscribers has overlapping validity intervals (an event would be rated twice)")
     run_models(con, RERATE_MODELS, on_step)
     changed = fetch(con, "rerated_usage", "record_id")
+    held = con.sql("select count(*) from held_usage").fetchall()[0][0]
     adjustments = fetch(con, "rerate_adjustments", "adjustment_id")
     con.close()
     result = RerateResult(cycle=c.name, run_id=run_id, target_cycle=target.name, changed_records=changed.num_rows,
-                          adjustments=adjustments.num_rows, input_versions=versions,
+                          adjustments=adjustments.num_rows, input_versions=versions, held_accounts=held,
                           net_amount=sum(adjustments["amount"].to_pylist(), Decimal(0)))
     if not changed.num_rows:
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipelines.core.config import Settings, load_settings
 from pipelines.core.errors import TelcolakeError
@@ -17,10 +18,11 @@ def settings() -> Settings:
     try:
         return load_settings()
     except TelcolakeError as exc:
-        err.print(f"[red]config error:[/red] {exc}")
+        err.print(f"[red]config error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
 def fail(exc: Exception, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {exc}")
+    """Print ``exc`` as one line (its text verbatim: ``[vat]`` is not rich markup) and exit."""
+    err.print(f"[red]error:[/red] {escape(str(exc))}")
     raise typer.Exit(code)

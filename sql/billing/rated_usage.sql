@@ -2,10 +2,11 @@
 -- Allowances are consumed in event-time order (started_at, record_id) per subscriber, cycle and
 -- allowance; an event that straddles the end of an allowance is split into an included and a
 -- charged part. The charged part is priced CGRateS-style: connect fee + price per rate_unit with
--- the quantity rounded up to the increment, switching to price2/increment2 after group2_start;
+-- the quantity rounded up to the increment, switching to price2/increment2 after group2_start
+-- (the second interval prices what the first interval's whole increments do not cover);
 -- data rates may instead use graduated or volume tiers over the cycle's charged volume. The
 -- event charge is rounded once (rounding method + decimals of the rate), then min_charge and
--- max_cost apply. Mobile-terminated events are rated at zero.
+-- max_cost apply (max_cost last). Mobile-terminated events are rated at zero.
 with params as (
     select * from run_params
 ),
@@ -55,13 +56,16 @@ intervals as (
            case when group2_start is null then charged_base else least(charged_base, group2_start) end as part1_base
     from charged
 ),
+first_interval as (
+    select *, ceil_div(part1_base, increment) * increment as billed1_base
+    from intervals
+),
 billed as (
     select *,
-           ceil_div(part1_base, increment) * increment as billed1_base,
-           case when charged_base > part1_base
-                then ceil_div(charged_base - part1_base, increment2) * increment2 else 0 end as billed2_base,
+           case when charged_base > billed1_base
+                then ceil_div(charged_base - billed1_base, increment2) * increment2 else 0 end as billed2_base,
            case when tiers_id is not null then ceil_div(charged_base, increment) * increment end as tier_billed_base
-    from intervals
+    from first_interval
 ),
 tier_events as (
     select rid, subscriber_id, cycle, tiers_id, started_at, record_id, tier_billed_base
@@ -127,7 +131,7 @@ priced as (
 capped as (
     select *,
            case when charged_base = 0 then 0::hugeint
-                else least(greatest(rounded_e4, to_e4(min_charge)), coalesce(to_e4(max_cost), rounded_e4, 0))
+                else least(greatest(rounded_e4, to_e4(min_charge)), coalesce(to_e4(max_cost), greatest(rounded_e4, to_e4(min_charge))))
            end as charge_e4
     from priced
 ),

@@ -1,10 +1,11 @@
 -- unrated: one row per usage record in scope that cannot be rated (key: record_id), with the
--- reason; never dropped, so for every cycle unique usage = rated + unrated.
+-- reason; never dropped, so for every cycle unique usage = rated + unrated + records of held
+-- accounts (which wait, neither rated nor unrated, for a later run).
 with params as (
     select * from run_params
 ),
 context as (
-    select * from usage_context where unrated_reason is not null
+    select * from usage_context where unrated_reason is not null and unrated_reason <> 'held'
 ),
 final as (
     select c.record_id, c.subscriber_id, c.cycle, p.target_cycle as billed_cycle, c.event_type, c.started_at,

@@ -1,6 +1,11 @@
 -- usage_context: one row per record in scope (key: record_id) with its cycle, subscriber
 -- interval, tariff version, time band, destination zone (longest prefix), roaming zone, rate
--- and allowance, or the reason it cannot be rated. Mobile-terminated events need no rate.
+-- and allowance (prorated by the days of the cycle billed at the plan), or the reason it cannot
+-- be rated: the first of unknown_subscriber, before_activation, no_subscriber_state,
+-- after_termination, no_tariff (no version at its time), then for mobile-originated events
+-- unknown_plan, unknown_destination, unknown_roaming_zone, no_tariff (no matching rate).
+-- Mobile-terminated events need no plan, destination or rate: they are rated at zero. Records
+-- of an account in account_problems are 'held': neither rated nor unrated by this run.
 with scope as (
     select * from usage_scope
 ),
@@ -43,15 +48,18 @@ zoned as (
     left join reference_tariff_roaming_zones rz on rz.version = t.tariff_version and rz.visited_plmn = t.visited_plmn
 ),
 with_subscriber as (
-    select z.*, s.account_id, s.plan_id, s.status, s.currency, f.subscriber_id is not null as is_known, f.first_valid_from
+    select z.*, s.account_id, s.plan_id, s.status, s.currency, f.subscriber_id is not null as is_known, f.first_valid_from,
+           h.account_id is not null as is_held
     from zoned z
     left join first_seen f on f.subscriber_id = z.subscriber_id
     left join subscribers s
       on s.subscriber_id = z.subscriber_id and s.valid_from <= z.started_at
      and (s.valid_to is null or z.started_at < s.valid_to)
+    left join account_problems h on h.account_id = s.account_id
 ),
 matched as (
-    select w.*, pl.plan_id is not null as is_plan_known, lk.rate_id, al.allowance_id, al.quantity_base as allowance_base
+    select w.*, pl.plan_id is not null as is_plan_known, lk.rate_id, al.allowance_id,
+           round_half_up_div(al.quantity_base::hugeint * coalesce(pd.days, 0), coalesce(pd.days_in_cycle, 1))::bigint as allowance_base
     from with_subscriber w
     left join reference_tariff_plans pl on pl.version = w.tariff_version and pl.plan_id = w.plan_id
     left join rate_lookup lk
@@ -61,6 +69,9 @@ matched as (
       on w.is_mo and al.version = w.tariff_version and al.plan_id = w.plan_id and al.event_type = w.event_type
      and (al.zones is null or list_contains(al.zones, w.zone))
      and (al.roaming is null or list_contains(al.roaming, w.roaming_zone))
+    left join plan_days pd
+      on al.allowance_id is not null and pd.subscriber_id = w.subscriber_id and pd.account_id = w.account_id
+     and pd.cycle = w.cycle and pd.plan_id = w.plan_id
 ),
 classified as (
     select record_id, event_type, subscriber_id, started_at, event_date, quantity_base, unit_base, is_mo,
@@ -70,9 +81,10 @@ classified as (
                when not is_known then 'unknown_subscriber'
                when started_at < first_valid_from then 'before_activation'
                when account_id is null then 'no_subscriber_state'
+               when is_held then 'held'
                when status = 'terminated' then 'after_termination'
-               when not is_mo then null
                when tariff_version is null then 'no_tariff'
+               when not is_mo then null
                when not is_plan_known then 'unknown_plan'
                when zone is null then 'unknown_destination'
                when roaming_zone is null then 'unknown_roaming_zone'
