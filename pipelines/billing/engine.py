@@ -59,9 +59,9 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     threads = section.get("threads", 0)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
         raise BillingError(f"[billing] threads = {threads!r}: expected an integer >= 0 (0 = all cores)")
-    bucket_rows = section.get("bucket_rows", 2_000_000)
-    if not isinstance(bucket_rows, int) or isinstance(bucket_rows, bool) or bucket_rows < 1000:
-        raise BillingError(f"[billing] bucket_rows = {bucket_rows!r}: expected an integer >= 1000")
+    bucket_rows = section.get("bucket_rows", 0)
+    if not isinstance(bucket_rows, int) or isinstance(bucket_rows, bool) or 0 < bucket_rows < 1000 or bucket_rows < 0:
+        raise BillingError(f"[billing] bucket_rows = {bucket_rows!r}: expected 0 (buckets sized by memory_limit) or an integer >= 1000")
     spill = settings.state_dir / "duckdb-billing"
     spill.mkdir(parents=True, exist_ok=True)
     return {"memory_limit": memory, "threads": threads, "temp_directory": str(spill), "bucket_rows": bucket_rows}
@@ -85,7 +85,7 @@ def connect(lake: Lake, versions: dict[str, int], params: dict[str, Any], option
         if key != "threads" or value:
             con.execute(f"set {key} = '{value}'")
     for name, version in versions.items():
-        con.register(view_name(name), dataset(lake, name, version))
+        register(con, lake, name, version)
     for name, columns in PLACEHOLDERS.items():
         if name not in versions:
             con.execute(f"create table {view_name(name)} ({columns})")
@@ -101,13 +101,26 @@ def connect(lake: Lake, versions: dict[str, int], params: dict[str, Any], option
     return con
 
 
+def register(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, version: int) -> None:
+    """Table ``name`` at ``version`` as a view: read by DuckDB's own Parquet reader when the
+    table allows it (parallel, with statistics the planner needs to pick join sides), else
+    through a pyarrow dataset."""
+    files = lake.parquet_files(name, version=version)
+    if files is None or not files.paths:
+        con.register(view_name(name), dataset(lake, name, version))
+        return
+    paths = "[" + ", ".join(_literal(p) for p in files.paths) + "]"
+    hive = ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in files.partition_types.items())
+    options = f"hive_partitioning = true, hive_types = {{{hive}}}" if hive else "hive_partitioning = false"
+    columns = ", ".join(f'"{c}"' for c in files.schema.names)
+    con.execute(f"create view {view_name(name)} as select {columns} from read_parquet({paths}, {options}, union_by_name = true)")
+
+
 def dataset(lake: Lake, name: str, version: int) -> Any:
     """Table ``name`` at ``version`` as a pyarrow dataset (see :meth:`Lake.dataset`)."""
     return lake.dataset(name, version=version)
 
 
-# Intermediate models dropped once the named model has run, to bound memory on big cycles.
-DROP_AFTER = {"usage_context": ("usage_scope", "minute_calendar"), "unrated": ("usage_context", "allowance_prior")}
 
 
 
@@ -133,8 +146,6 @@ def run_models(con: duckdb.DuckDBPyConnection, models: tuple[str, ...], on_step:
         if on_step:
             on_step(model)
         con.execute(f"create or replace temp table {model} as {model_sql(f'billing/{model}')}")
-        for done in DROP_AFTER.get(model, ()):
-            con.execute(f"drop table if exists {done}")
 
 
 def fetch(con: duckdb.DuckDBPyConnection, model: str, order_by: str | None = None) -> pa.Table:
