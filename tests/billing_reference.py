@@ -119,14 +119,17 @@ def rate_usage(versions: list[TariffVersion], subscribers: list[dict], usage: li
         if v is None:
             unrated[u["record_id"]] = "no_tariff"
             continue
+        plan = v.plans.get(state["plan_id"])
+        if plan is None:
+            unrated[u["record_id"]] = "unknown_plan"
+            continue
         if (u.get("direction") or "mo") == "mt":
             rated[u["record_id"]] = Rated(u["record_id"], state["account_id"], kind, 0, 0, Decimal("0.0000"), None, v.version)
             continue
-        plan = v.plans.get(state["plan_id"])
         zone = "any" if kind == "data" else zone_of(v, u.get("called_number"))
         roaming = "home" if not u.get("visited_plmn") else v.roaming_zones.get(u["visited_plmn"])
         rate = rate_for(v, kind, zone, band_of(v, at), roaming) if zone and roaming else None
-        reason = ("unknown_plan" if plan is None else "unknown_destination" if zone is None
+        reason = ("unknown_destination" if zone is None
                   else "unknown_roaming_zone" if roaming is None else "no_tariff" if rate is None else None)
         if reason:
             unrated[u["record_id"]] = reason

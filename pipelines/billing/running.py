@@ -44,8 +44,9 @@ def _walk(con: duckdb.DuckDBPyConnection, model: str, context: pa.Table) -> tupl
         ties = pa.table({"run": np.cumsum(~tie)[in_run], "position": positions,
                          "record_id": context["record_id"].take(pa.array(order["rid"][positions]))})
         moved = _column(ties.sort_by([("run", "ascending"), ("record_id", "ascending")]), "position")
-        for values in order.values():
-            values[positions] = values[moved]
+        for name, values in order.items():
+            order[name] = values.copy()  # Arrow's buffers are read-only
+            order[name][positions] = values[moved]
     return order, new_pool
 
 

@@ -19,7 +19,7 @@ context as (
 keyed as (
     select c.*, case when k.is_mo then c.quantity_base - c.included_base else 0 end as charged_base,
            k.cycle, k.version as tariff_version, k.event_type, k.zone, k.band, k.roaming_zone, k.plan_id, k.rate_id,
-           k.allowance_id, k.tiers_id, k.tier_mode, k.tier_bands, k.increment, k.group2_start, k.increment2, k.currency,
+           k.allowance_id, k.tiers_id, k.tier_mode, k.increment, k.group2_start, k.increment2, k.currency,
            k.rounding_code, k.e4_scale, k.min_e4, k.max_e4, k.base_numerator, k.price1_factor, k.price2_factor, k.tier_factor,
            k.denominator
     from context c
@@ -44,7 +44,7 @@ billed2 as (
 tier_cost as (
     -- micro-units x base units: graduated, each slice of the cycle's running volume at its band's
     -- price; volume, the whole quantity at the band the cycle total reaches (`upto` inclusive)
-    select *,
+    select t.*,
            case
                when tier_billed_base is null or tier_billed_base = 0 then 0::hugeint
                when tier_mode = 'graduated' then list_sum(list_transform(tier_bands, lambda b:
@@ -54,7 +54,9 @@ tier_cost as (
                    case when (tier_total_base > b.lo or b.lo = 0) and (b.hi is null or tier_total_base <= b.hi)
                         then tier_billed_base::hugeint * b.price_micro else 0::hugeint end))
            end as tier_num
-    from billed2
+    from billed2 t
+    left join (select rk_id, tier_bands from rating_keys where tiers_id is not null) x
+      on t.tier_billed_base > 0 and x.rk_id = t.rk_id
 ),
 priced as (
     select *,

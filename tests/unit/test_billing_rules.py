@@ -256,3 +256,14 @@ def test_the_allowance_is_prorated_like_the_fee(local_settings, tmp_path):
     r = out["rated"][call["record_id"]]
     assert (r["included_base"], r["charge"]) == (213, D("0.195"))
     assert out["lines"][("ACC1", "recurring:SUB1:lite")]["amount"] == D("3.54")
+
+
+def test_records_starting_at_the_same_instant_use_the_allowance_in_record_id_order(local_settings, tmp_path):
+    subs = [interval("SUB1", "ACC1", "lite", "2026-09-01T00:00:00")]
+    first = usage("SUB1", "voice", "2026-10-05T10:00:00", duration_s=500, called_number="4930111", record_id="R-B")
+    tied = usage("SUB1", "voice", "2026-10-05T10:00:00", duration_s=500, called_number="4930222", record_id="R-A")
+    _, out = bill(local_settings, tmp_path, subs, [first, tied])
+    # same started_at: R-A comes first (record_id order) and takes 500 s of the 600 s allowance;
+    # R-B gets the last 100 s and 400 s are charged: 0.05 + 60 s x 0.10/60 + 340 s x 0.10/60 = 0.7167
+    assert (out["rated"]["R-A"]["included_base"], out["rated"]["R-B"]["included_base"]) == (500, 100)
+    assert out["rated"]["R-B"]["charge"] == D("0.7167")
