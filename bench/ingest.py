@@ -1,10 +1,12 @@
 """Ingest benchmark: telcolake ingest vs the raw consumer ceiling and a naive baseline.
 
-Produces simulated usage events to a fresh embedded broker, then in the same run measures
-(a) a plain confluent-kafka consumer reading the topic, (b) a naive ingest: per-message
-json.loads and write_deltalake every 10,000 rows, (c) `telcolake ingest --until-caught-up`
-(exactly once on, in a child process so its peak RSS is its own). Then, at a steady input
-rate, the p50/p99 freshness: produce time -> row visible in a fresh DeltaTable read.
+Produces simulated events of all three topics (usage, network, bss, in the simulator's
+proportions) to a fresh embedded broker, then in the same run measures catch-up:
+(a) a plain confluent-kafka consumer reading the three topics to partition EOF, (b) a naive
+ingest of usage.events only: per-message json.loads and write_deltalake every 10,000 rows,
+(c) the CLI path, `telcolake ingest --until-caught-up --no-silver` over all three topics (exactly
+once on, in a child process so its peak RSS is its own, process start included). Then, at a
+steady input rate of usage events, the p50/p99 freshness: produce time -> row visible in bronze.
 
 Usage: python bench/ingest.py [--events 1000000] [--rate 20000] [--seconds 20]
 """
@@ -30,6 +32,23 @@ from deltalake import DeltaTable, write_deltalake
 from pipelines.core import broker
 from pipelines.simulate import SimConfig, simulate
 
+TOPICS = {"usage.events": 4, "network.events": 2, "bss.events": 2}
+
+
+def simulated_values(n: int) -> dict[str, list[bytes]]:
+    """About ``n`` simulated values over the three topics, in the simulator's proportions (repeated if short)."""
+    subs = max(200, n // 400)
+    out = simulate(SimConfig(subscribers=subs, days=7, seed=7, malformed_rate=0.0)).values
+    total = sum(len(out[t]) for t in TOPICS)
+    values = {}
+    for t in TOPICS:
+        want = max(1, round(n * len(out[t]) / total))
+        v = out[t]
+        while len(v) < want:
+            v = v + v
+        values[t] = v[:want]
+    return values
+
 
 def usage_values(n: int) -> list[bytes]:
     """At least ``n`` simulated usage values (the simulator's own output, repeated if short)."""
@@ -52,15 +71,17 @@ def produce(bootstrap: str, topic: str, values: list[bytes], partitions: int) ->
     p.flush(120)
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, on_batch=None) -> int:
+def read_all(bootstrap: str, topic: str | dict[str, int], partitions: int = 0, on_batch=None) -> int:
+    """Read ``topic`` (or every topic of a {topic: partitions} mapping) to partition EOF; records read."""
+    topics = topic if isinstance(topic, dict) else {topic: partitions}
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.partition.eof": True, "log_level": 2,
                   "fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 16 << 20})
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    c.assign([TopicPartition(t, p, 0) for t, n in topics.items() for p in range(n)])
     n, eof = 0, set()
-    while len(eof) < partitions:
+    while len(eof) < sum(topics.values()):
         msgs = c.consume(20_000, timeout=0.5)
         good = [m for m in msgs if m.error() is None]
-        eof.update(m.partition() for m in msgs if m.error() is not None)
+        eof.update((m.topic(), m.partition()) for m in msgs if m.error() is not None)
         n += len(good)
         if on_batch is not None:
             on_batch(good)
@@ -165,27 +186,29 @@ def main() -> None:
     env = dict(os.environ, TELCOLAKE_STATE_DIR=str(work / "state"), TELCOLAKE_LAKE=str(work / "lake"), TELCOLAKE_KAFKA_BOOTSTRAP=state.address)
     env.pop("TELCOLAKE_CONFIG", None)
     try:
-        topics = {"usage.events": 4, "network.events": 1, "bss.events": 1}
-        broker.ensure_topics(state.address, topics)
+        broker.ensure_topics(state.address, TOPICS)
         t = time.perf_counter()
-        values = usage_values(args.events)
-        print(f"simulated {len(values):,} usage events in {time.perf_counter() - t:.1f}s")
+        by_topic = simulated_values(args.events)
+        total = sum(len(v) for v in by_topic.values())
+        print(f"simulated {total:,} events ({', '.join(f'{t} {len(v):,}' for t, v in by_topic.items())}) in {time.perf_counter() - t:.1f}s")
         t = time.perf_counter()
-        produce(state.address, "usage.events", values, 4)
+        for topic, values in by_topic.items():
+            produce(state.address, topic, values, TOPICS[topic])
         print(f"produced in {time.perf_counter() - t:.1f}s")
+        values = by_topic["usage.events"]
 
         t = time.perf_counter()
-        n = read_all(state.address, "usage.events", 4)
+        n = read_all(state.address, TOPICS)
         a = n / (time.perf_counter() - t)
-        print(f"(a) raw consumer:            {a:>12,.0f} events/s ({n:,} events)")
+        print(f"(a) raw consumer, 3 topics:  {a:>12,.0f} events/s ({n:,} events)")
         t = time.perf_counter()
         n = naive(state.address, "usage.events", 4, work / "naive")
         b = n / (time.perf_counter() - t)
-        print(f"(b) naive json.loads+delta:  {b:>12,.0f} events/s")
+        print(f"(b) naive json.loads+delta:  {b:>12,.0f} events/s (usage.events only, {n:,} events)")
         seconds, rss = telcolake_ingest(env, args.workers)
-        c = args.events / seconds
-        landed = DeltaTable(str(work / "lake" / "bronze" / "usage.events")).to_pyarrow_dataset().count_rows()
-        print(f"(c) telcolake ingest -w {args.workers}:   {c:>12,.0f} events/s ({landed:,} landed, exactly once, process start included)")
+        c = total / seconds
+        landed = sum(DeltaTable(str(work / "lake" / "bronze" / t)).to_pyarrow_dataset().count_rows() for t in TOPICS)
+        print(f"(c) telcolake ingest -w {args.workers} (CLI, 3 topics): {c:>10,.0f} events/s ({landed:,} landed, exactly once, process start included)")
         print(f"    c/a = {c / a:.2f}   c/b = {c / b:.2f}   peak RSS of ingest = {rss:,.0f} MB")
         p50, p99, sent = freshness(env, state.address, "usage.events", values, args.rate, args.seconds, work / "lake")
         print(f"freshness at {args.rate:,} events/s ({sent:,} sent): p50 = {p50:.2f}s  p99 = {p99:.2f}s (produce -> visible in a new DeltaTable)")

@@ -25,6 +25,7 @@ def build_flow(
     stop: StopFlag | None = None,
     on_landed=None,
     topics: list[str] | None = None,
+    on_caught_up=None,
 ) -> Dataflow:
     """The ingest dataflow for the configured topics.
 
@@ -34,6 +35,7 @@ def build_flow(
         stop: a flag that ends the flow cleanly after the current batch (Ctrl-C).
         on_landed: called with a :class:`Landed` after each commit (progress, counters).
         topics: contract topics to ingest (default: all three).
+        on_caught_up: called once per worker when its partitions reached the end they had at start.
     """
     lake = Lake.from_settings(settings)
     bootstrap = resolve_bootstrap(settings)
@@ -48,8 +50,10 @@ def build_flow(
         flush_rows=i.flush_rows,
         flush_bytes=i.flush_bytes,
         flush_seconds=i.flush_seconds,
+        idle_flush_seconds=i.idle_flush_seconds,
         extra_conf=settings.kafka_client,
         stop=stop,
+        on_caught_up=on_caught_up,
     )
     flow = Dataflow("ingest")
     raw = op.input("kafka_in", flow, source)  # RawBatch per topic: values + coordinates

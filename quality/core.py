@@ -12,7 +12,6 @@ import great_expectations as gx
 import pyarrow as pa
 
 from pipelines.core.config import Settings
-from pipelines.core.errors import ConfigError
 from pipelines.core.lake import Lake
 
 
@@ -61,16 +60,7 @@ class QualityConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> QualityConfig:
         """Parse ``[quality]``; a bad value raises a one-line ConfigError naming the key."""
-        raw = settings.section("quality")
-        out = {}
-        for name, default in cls().__dict__.items():
-            value = raw.get(name, default)
-            kind = type(default)
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or isinstance(value, bool) or (kind is not str and value <= 0):
-                raise ConfigError(f"quality.{name} = {value!r}: expected a positive {kind.__name__}")
-            out[name] = value
+        out = settings.values("quality")
         return cls(**out)
 
 

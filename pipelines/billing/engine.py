@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -12,7 +11,6 @@ import pyarrow as pa
 
 from pipelines.core.config import Settings
 from pipelines.core.duck import model_sql
-from pipelines.core.errors import BillingError
 from pipelines.core.lake import Lake, view_name
 
 SILVER_USAGE = "silver/usage"
@@ -50,18 +48,11 @@ PLACEHOLDERS = {
 }
 StepCallback = Callable[[str], None]
 
+
 def engine_options(settings: Settings) -> dict[str, Any]:
     """``[billing]`` options for DuckDB: ``memory_limit`` (e.g. "3GB") and ``threads`` (0 = all cores)."""
-    section = settings.section("billing")
-    memory = section.get("memory_limit", "2GB")
-    if not isinstance(memory, str) or not re.fullmatch(r"\d+(\.\d+)?\s*(MB|GB|MiB|GiB)", memory):
-        raise BillingError(f"[billing] memory_limit = {memory!r}: expected a size such as \"3GB\" or \"512MB\"")
-    threads = section.get("threads", 0)
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
-        raise BillingError(f"[billing] threads = {threads!r}: expected an integer >= 0 (0 = all cores)")
-    bucket_rows = section.get("bucket_rows", 0)
-    if not isinstance(bucket_rows, int) or isinstance(bucket_rows, bool) or 0 < bucket_rows < 1000 or bucket_rows < 0:
-        raise BillingError(f"[billing] bucket_rows = {bucket_rows!r}: expected 0 (buckets sized by memory_limit) or an integer >= 1000")
+    section = settings.values("billing")
+    memory, threads, bucket_rows = section["memory_limit"], section["threads"], section["bucket_rows"]
     spill = settings.state_dir / "duckdb-billing"
     spill.mkdir(parents=True, exist_ok=True)
     return {"memory_limit": memory, "threads": threads, "temp_directory": str(spill), "bucket_rows": bucket_rows}
@@ -70,10 +61,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
 def max_held_share(settings: Settings) -> float:
     """``[billing] max_held_share``: the share of a cycle's billed accounts that may be held before
     the quality gate fails the bill run (default 0.01 = 1 %)."""
-    value = settings.section("billing").get("max_held_share", 0.01)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise BillingError(f"[billing] max_held_share = {value!r}: expected a number between 0 and 1 (0.01 = 1 %)")
-    return float(value)
+    return float(settings.values("billing")["max_held_share"])
 
 
 def connect(lake: Lake, versions: dict[str, int], params: dict[str, Any], options: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:

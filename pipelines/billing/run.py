@@ -40,6 +40,7 @@ from pipelines.billing.reference import REFERENCE_TABLES
 from pipelines.core.config import Settings
 from pipelines.core.errors import BillingError
 from pipelines.core.lake import Lake, utcnow
+from pipelines.core.lease import leased
 
 OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES, HELD)
 
@@ -47,6 +48,7 @@ OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES, HELD)
 SETUP_MODELS = ("version_periods", "rate_lookup", "billing_cycles", "plan_days", "accounts", "account_problems", "rating_codes",
                 "subscriber_timeline")
 INVOICE_MODELS = ("recurring_charges", "one_off_charges", "late_adjustments", "invoice_lines", "invoices", "held_accounts")
+BILLING_LEASE = "billing"  # one bill run or rerate at a time per lake: a second one waits (pipelines.core.lease)
 _CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -190,6 +192,7 @@ def _replace(lake: Lake, name: str, data: pa.Table, predicate: str, meta: dict[s
     return lake.write(name, data, mode="overwrite", predicate=predicate, metadata=meta)
 
 
+@leased(lambda *_a, **_k: BILLING_LEASE)
 def bill_run(
     settings: Settings,
     cycle: str,
@@ -292,6 +295,7 @@ def bill_run(
     return result
 
 
+@leased(lambda *_a, **_k: BILLING_LEASE)
 def rerate(settings: Settings, cycle: str, *, on_step: StepCallback | None = None) -> RerateResult:
     """Rate a closed cycle again with the current catalog; bill the differences as adjustments.
 

@@ -71,27 +71,9 @@ class ChurnSettings:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChurnSettings:
-        section, default = settings.section("churn"), cls()
-        ttl = section.get("activity_ttl_days", default.activity_ttl_days)
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 35 <= ttl <= 366:
-            raise ConfigError(f"churn.activity_ttl_days = {ttl!r}: expected an integer from 35 to 366")
-        memory = section.get("memory_limit", default.memory_limit)
-        if not isinstance(memory, str) or not memory[:1].isdigit():
-            raise ConfigError(f"churn.memory_limit = {memory!r}: expected a size such as '2GB'")
-        threads = section.get("threads", default.threads)
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
-            raise ConfigError(f"churn.threads = {threads!r}: expected an integer >= 0 (0 = all cores)")
-        ints = {}
-        for key, low in (("test_days", 1), ("gap_days", 0)):
-            value = section.get(key, getattr(default, key))
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"churn.{key} = {value!r}: expected an integer >= {low}")
-            ints[key] = value
-        top = section.get("offer_top_pct", default.offer_top_pct)
-        if not isinstance(top, int | float) or isinstance(top, bool) or not 0 < top <= 100:
-            raise ConfigError(f"churn.offer_top_pct = {top!r}: expected a percentage in (0, 100]")
+        values = settings.values("churn")
         spill = str(settings.state_dir / "duckdb-churn")
-        return cls(activity_ttl_days=ttl, memory_limit=memory, temp_directory=spill, threads=threads, offer_top_pct=float(top), **ints)
+        return cls(temp_directory=spill, **values)
 
 
 @dataclass
@@ -171,8 +153,7 @@ def write_day(lake: Lake, name: str, as_of: date, rows: pa.Table, **metadata: ob
     """Replace the ``as_of`` partition of table ``name`` with ``rows`` in one commit (creating the
     table); ``metadata`` goes into the commit after ``as_of_date``. Returns the table version."""
     meta = {"as_of_date": as_of.isoformat(), **metadata}
-    if not lake.exists(name):
-        return lake.write(name, rows, mode="append", partition_by=["as_of_date"], metadata=meta)
+    # one replace whether or not the table exists yet: two runs writing the same day leave one copy
     return lake.write(
         name, rows, mode="overwrite", partition_by=["as_of_date"], predicate=f"as_of_date = '{as_of.isoformat()}'", metadata=meta
     )

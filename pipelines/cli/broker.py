@@ -20,9 +20,9 @@ def broker_start() -> None:
     try:
         if s.embedded:
             was = broker.read_state(s.state_dir)
-            state = broker.start_embedded(s.state_dir)
+            state = broker.start_embedded(s.state_dir, storage=broker.storage_of(s))
             verb = "already running" if was else "started"
-            console.print(f"embedded broker {verb} at [bold]{state.address}[/bold] (pid {state.pid})")
+            console.print(f"embedded broker {verb} at [bold]{state.address}[/bold] (pid {state.pid}, storage {state.storage})")
             bootstrap = state.address
         else:
             bootstrap = broker.ensure_broker(s)
@@ -35,7 +35,7 @@ def broker_start() -> None:
 
 @broker_app.command("stop")
 def broker_stop() -> None:
-    """Stop the embedded broker of this state dir (its in-memory topics go with it)."""
+    """Stop the embedded broker of this state dir (in-memory topics go with it; s3:// ones stay)."""
     from pipelines.core import broker
 
     s = settings()

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from pipelines.core.config import Settings, load_settings
-from pipelines.core.errors import TelcolakeError
+from pipelines.core.errors import ConfigError, TelcolakeError
 
 console = Console()
 err = Console(stderr=True)
@@ -18,11 +18,19 @@ def settings() -> Settings:
     try:
         return load_settings()
     except TelcolakeError as exc:
-        err.print(f"[red]config error:[/red] {escape(str(exc))}")
+        err.print(f"[red]config error:[/red] {one_line(exc)}", soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
 
 
+def one_line(exc: Exception) -> str:
+    """The message of ``exc`` as one line of literal text (rich markup in it is escaped)."""
+    return escape(" ".join(str(exc).split("\n")).strip())
+
+
 def fail(exc: Exception, code: int = 1) -> None:
-    """Print ``exc`` as one line (its text verbatim: ``[vat]`` is not rich markup) and exit."""
-    err.print(f"[red]error:[/red] {escape(str(exc))}")
+    """Print ``exc`` as one line (never wrapped to the terminal's width) and exit with ``code``."""
+    if isinstance(exc, ConfigError):
+        err.print(f"[red]config error:[/red] {one_line(exc)}", soft_wrap=True, highlight=False)
+        raise typer.Exit(code)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)

@@ -41,7 +41,7 @@ def ingest(
         else:
             stop = StopFlag()
             stop.install()
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,.0f} records"), TimeElapsedColumn(), console=err, disable=quiet or as_json) as progress:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,.0f} records"), TimeElapsedColumn(), console=err, disable=quiet or as_json, transient=True) as progress:
                 task = progress.add_task("ingesting" + (" until caught up" if until_caught_up else " (Ctrl-C to stop)"), total=None)
                 stats = ingest_mod.run_ingest(s, until_caught_up=until_caught_up, workers=workers or None, on_landed=_progress_callback(progress, task), stop=stop)
             summary = stats.as_dict()
@@ -63,36 +63,32 @@ def backfill(
     workers: int = typer.Option(1, "--workers", "-w"),
     silver: bool = typer.Option(True, "--silver/--no-silver", help="Refresh silver tables afterwards."),
     as_json: bool = typer.Option(False, "--json"),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of CSV / JSON-lines dumps (legacy exports: latin-1, cp1252 ...)."),
+    retry_refused: bool = typer.Option(False, "--retry-refused", help="Also retry files refused before whose content did not change."),
 ) -> None:
     """Land legacy dumps through the same decoder, quarantine and bronze tables; each file once."""
     import json
 
-    from bytewax._bytewax import cli_main
+    from rich.markup import escape
 
-    from dataflows.backfill import FORMATS, build_flow, describe
-    from pipelines.ingest import IngestStats
+    from pipelines.ingest.backfill import run_backfill
 
     s = settings()
-    files, seen = [], set()
     try:
-        for p in paths:
-            candidates = sorted(q for q in p.rglob("*") if q.suffix.lower() in FORMATS) if p.is_dir() else [p]
-            if not candidates or not all(c.exists() for c in candidates):
-                raise TelcolakeError(f"{p}: no such file, or no dump files in it")
-            for c in candidates:
-                f = describe(c, topic)
-                if f.sha256 not in seen:
-                    seen.add(f.sha256)
-                    files.append(f)
-        stats = IngestStats()
-        cli_main(build_flow(s, files, on_landed=stats.add), workers_per_process=workers)
-        summary = {"files": len(files), **stats.as_dict()}
+        result = run_backfill(s, paths, topic=topic, encoding=encoding, workers=workers, retry_refused=retry_refused)
+        summary = result.as_dict()
         if silver:
             from pipelines.ingest.silver import refresh
 
             summary["silver"] = [r.__dict__ for r in refresh(s)]
     except TelcolakeError as exc:
         fail(exc)
+    for r in result.refused:
+        err.print(f"refused {escape(r.path)}: {escape(r.reason)}", soft_wrap=True, highlight=False)
+    for r in result.skipped:
+        err.print(f"skipped {escape(r.path)}: {escape(r.reason)}", soft_wrap=True, highlight=False)
+    for r in result.unchanged_refused:
+        err.print(f"refused before, unchanged (not retried) {escape(r.path)}: {escape(r.reason)}", soft_wrap=True, highlight=False)
     if as_json:
         print(json.dumps(summary, default=str))
     else:
@@ -116,15 +112,22 @@ def silver_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 def maintain(
     retention_hours: float = typer.Option(168.0, "--retention-hours", help="Vacuum files unreferenced for longer than this."),
+    force: bool = typer.Option(False, "--force", help="Allow a retention below a table's safe minimum (breaks time travel to older versions)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Compact small files, write checkpoints, vacuum old files; safe while ingest runs."""
     import json
 
+    from pipelines.core.errors import ConfigError
     from pipelines.ingest.maintain import maintain_all
 
     s = settings()
-    results = maintain_all(s, retention_hours=retention_hours)
+    try:
+        results = maintain_all(s, retention_hours=retention_hours, force=force)
+    except ConfigError as exc:
+        fail(exc, 2)
+    except TelcolakeError as exc:
+        fail(exc)
     if as_json:
         print(json.dumps(results, default=str))
     else:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli.common import console, err, fail, settings
@@ -25,13 +26,19 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         print(json.dumps(st, default=str))
         return
     b = st["broker"]
-    console.print(f"broker: {b['kind']} at {b['address'] or '-'}" + ("" if b["running"] else " (not running: `telcolake broker start`)"))
+    down = f" ({b['error']})" if b.get("error") else " (not running: `telcolake broker start`)"
+    console.print(f"broker: {b['kind']} at {b['address'] or '-'}" + ("" if b["running"] else down), soft_wrap=True)
     show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
-    table = Table("topic", "part", "end", "landed", "lag", "rows", "quarantined", title="ingest")
+    table = Table("topic", "part", "end", "landed", "lag", "state", "rows", "quarantined", title="ingest")
     for t in st["topics"]:
         for p in t["partitions"]:
-            table.add_row(t["topic"], str(p["partition"]), show(p["end_offset"]), show(p["landed_offset"]), show(p["lag"]), show(p["rows"]), show(p["quarantined"]))
+            state = p["state"] + (f" by {p['ahead']:,}" if p["ahead"] else "")
+            table.add_row(t["topic"], str(p["partition"]), show(p["end_offset"]), show(p["landed_offset"]), show(p["lag"]), state,
+                          show(p["rows"]), show(p["quarantined"]))
     console.print(table)
+    if any(p["state"] == "lake ahead of topic" for t in st["topics"] for p in t["partitions"]):
+        console.print("[yellow]lake ahead of topic[/yellow]: the lake has read past the topic's end, so the topic was recreated "
+                      "or truncated (the embedded broker keeps topics in memory); ingest refuses to resume those partitions")
     fresh = Table("topic", "bronze version", "rows", "quarantined", "last commit", "newest event", "freshness")
     for t in st["topics"]:
         age = "-" if t["freshness_s"] is None else human_age(t["freshness_s"])
@@ -44,7 +51,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
     if st["jobs"]:
         jobs = Table("job", "status", "started", "attempt", "rows", "error", title="last job runs")
         for j in st["jobs"]:
-            jobs.add_row(j["job"], j["status"], str(j["started_at"] or "-"), str(j["attempt"]), show(j["rows"]), (j["error"] or "")[-60:])
+            status = f"[red]{j['status']}[/red]" if j["status"] == "failed" else j["status"]
+            error = (j["error"] or "").strip().splitlines()[-1][:80] if j["error"] else ""
+            jobs.add_row(j["job"], status, str(j["started_at"] or "-")[:19], f"{j['attempt']}/{j['max_attempts']}", show(j["rows"]), error)
         console.print(jobs)
     q = st["quality"]
     if q:
@@ -52,6 +61,20 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
         console.print(f"quality gate ({q['validated_at']}): [{colour}]{q['passed']} passed, {q['failed']} failed[/{colour}]")
         for f in q["failures"]:
             console.print(f"  [red]failing[/red] {f['table']}@{f['version']} {f['suite']} {f['expectation']} observed {f['observed']}")
+
+
+def up(
+    port: int = typer.Option(None, "--port", help="HTTP port of /health, /ready and /api/status (default: port in the service section, 8760)."),
+) -> None:
+    """Run the whole product until SIGTERM/Ctrl-C: broker, ingest, silver, streams, scheduled jobs, operator endpoints."""
+    from pipelines.ops.up import run_up
+
+    s = settings()
+    try:
+        code = run_up(s, port=port)
+    except (TelcolakeError, OSError) as exc:
+        fail(exc)
+    raise typer.Exit(code)
 
 
 def demo(
@@ -96,13 +119,18 @@ def sql_cmd(
         if fmt not in sqlshell.FORMATS:
             raise ConfigError(f"--format {fmt!r}: expected table, csv or json")
         con = duckdb.connect()
-        views = sqlshell.register_lake(con, Lake.from_settings(s), versions=sqlshell.parse_versions(as_of_version or []), as_of=as_of)
+        skipped: list = []
+        views = sqlshell.register_lake(con, Lake.from_settings(s), versions=sqlshell.parse_versions(as_of_version or []), as_of=as_of,
+                                       skipped=skipped)
+        if skipped:
+            err.print(f"note: {len(skipped)} lake folder(s) not registered as views; `.tables` or `telcolake tables` says why",
+                      soft_wrap=True, highlight=False)
         if command is not None or file is not None:
             text = command if command is not None else file.read_text()
             for result in sqlshell.run(con, text):
                 sqlshell.render(result, fmt, sys.stdout, max_rows=max_rows, console=console)
             return
-        shell = sqlshell.Shell(con, views, fmt=fmt)  # type: ignore[arg-type]
+        shell = sqlshell.Shell(con, views, fmt=fmt, skipped=skipped)  # type: ignore[arg-type]
         interactive = sys.stdin.isatty()
         if interactive:
             console.print(f"telcolake sql: {len(views)} views over {s.lake_root}. .tables lists them, .help, .quit")
@@ -122,13 +150,16 @@ def tables_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON
     import json
 
     from pipelines.core.lake import Lake
-    from pipelines.ops.lake_info import human_age, human_bytes, lake_tables
+    from pipelines.ops.lake_info import human_age, human_bytes, lake_report
 
     s = settings()
     try:
-        infos = lake_tables(Lake.from_settings(s))
+        report = lake_report(Lake.from_settings(s))
     except TelcolakeError as exc:
         fail(exc)
+    infos = report.tables
+    for skipped in report.skipped:
+        err.print(f"skipped {escape(skipped.path)}: {escape(skipped.reason)}", soft_wrap=True, highlight=False)
     if as_json:
         print(json.dumps([i.as_dict() for i in infos]))
         return
@@ -180,7 +211,7 @@ def scheduler_cmd(
 def jobs_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """The configured jobs: schedule, command, retries, next run and last status."""
     import json
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from pipelines.ops.jobs import last_runs, load_jobs
 
@@ -191,17 +222,29 @@ def jobs_list(as_json: bool = typer.Option(False, "--json")) -> None:
     except TelcolakeError as exc:
         fail(exc)
     now = datetime.now(UTC)
-    rows = [{"job": j.name, "cron": j.cron, "command": j.shown(), "enabled": j.enabled, "retries": j.retries,
-             "timeout_s": j.timeout_s, "next_run": j.next_after(now).isoformat() if j.enabled else None,
-             "last_status": last.get(j.name, {}).get("status"),
-             "last_started_at": str(last[j.name]["started_at"]) if j.name in last else None} for j in jobs.values()]
+    rows = []
+    for j in jobs.values():
+        nxt = j.next_after(j.latest_ripe(now) or now) if j.enabled else None  # a time still in its grace comes next
+        lr = last.get(j.name, {})
+        rows.append({
+            "job": j.name, "cron": j.cron or None, "schedule": j.shown_schedule(), "command": j.shown(), "enabled": j.enabled,
+            "retries": j.retries, "timeout_s": j.timeout_s, "reads": list(j.reads), "writes": list(j.writes),
+            "after": list(j.after), "under_up": j.under_up,
+            "next_run": None if nxt is None else (nxt + timedelta(seconds=j.grace_s)).isoformat(),
+            "last_status": lr.get("status"), "last_started_at": str(lr["started_at"]) if lr else None,
+            "last_attempt": f"{lr['attempt']}/{lr['max_attempts']}" if lr else None,
+            "last_error": (lr.get("error") or "").splitlines()[-1][:200] if lr.get("error") else None,
+        })
     if as_json:
         print(json.dumps(rows))
         return
-    table = Table("job", "cron", "command", "enabled", "retries", "next run", "last", "last started")
+    table = Table("job", "schedule", "command", "enabled", "next run", "last", "last started", "last error")
     for r in rows:
-        table.add_row(r["job"], r["cron"], r["command"], "yes" if r["enabled"] else "no", str(r["retries"]),
-                      (r["next_run"] or "-")[:19], r["last_status"] or "-", (r["last_started_at"] or "-")[:19])
+        last_status = r["last_status"] or "-"
+        if r["last_status"] == "failed":
+            last_status = f"[red]failed[/red] ({r['last_attempt']})"
+        table.add_row(r["job"], r["schedule"], r["command"], "yes" if r["enabled"] else "no",
+                      (r["next_run"] or "-")[:19], last_status, (r["last_started_at"] or "-")[:19], (r["last_error"] or "")[:80])
     console.print(table)
 
 

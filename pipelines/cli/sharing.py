@@ -31,6 +31,7 @@ def partners_list(as_json: bool = typer.Option(False, "--json")) -> None:
     import json
 
     from pipelines.core.lake import Lake
+    from pipelines.sharing.manifest import published_versions
     from pipelines.sharing.registry import load_partners
 
     s = settings()
@@ -40,7 +41,7 @@ def partners_list(as_json: bool = typer.Option(False, "--json")) -> None:
         fail(exc)
     lake = Lake.from_settings(s)
     rows = [{"partner": p.partner_id, "name": p.name, "kind": p.kind, "ids": ", ".join(p.plmns) or p.ott_partner_id or "-",
-             "tables": {t: lake.version(p.share_table(t)) for t in p.tables}} for p in partners.values()]
+             "tables": published_versions(lake, p.partner_id, p.tables)} for p in partners.values()]
     if as_json:
         print(json.dumps(rows))
         return
@@ -142,13 +143,19 @@ def publish(
 def serve_shares(
     port: int = typer.Option(8765, "--port", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 for every interface)."),
+    endpoint: str = typer.Option(None, "--endpoint", help="Public URL ending in /delta-sharing that file URLs are built on (default: [sharing] endpoint)."),
 ) -> None:
     """Serve the partner shares over the Delta Sharing protocol (FastAPI + uvicorn)."""
-    from pipelines.sharing.server import serve
+    from pipelines.sharing.registry import sharing_settings
+    from pipelines.sharing.server import serve, url_mismatch
 
     s = settings()
     try:
-        console.print(f"Delta Sharing server on http://{host}:{port}/delta-sharing (Ctrl-C to stop)")
-        serve(s, host=host, port=port)
+        public = endpoint or sharing_settings(s).endpoint
+        console.print(f"Delta Sharing server on http://{host}:{port}/delta-sharing (Ctrl-C to stop); file URLs on {public}")
+        warning = url_mismatch(public, host, port)
+        if warning:
+            err.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True, highlight=False)
+        serve(s, host=host, port=port, endpoint=endpoint)
     except TelcolakeError as exc:
         fail(exc)

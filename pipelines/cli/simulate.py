@@ -42,25 +42,25 @@ def simulate(
                                           start=sim.parse_date(start) if start else None)
         bootstrap = broker.resolve_bootstrap(s) if to_dir is None else ""
         started = time.perf_counter()
-        result = sim.simulate(cfg)
-        summary = sim.planted_summary(result)
-        summary["generate_s"] = round(time.perf_counter() - started, 2)
-        started = time.perf_counter()
-        if to_dir is not None:
-            files = sim.write_dir(result, to_dir, fmt)  # type: ignore[arg-type]
-            summary["files"] = len(files)
-            summary["skipped_in_files"] = files.skipped
-            summary["directory"] = str(to_dir)
-        else:
-            broker.ensure_topics(bootstrap, s.topics, extra=s.kafka_client)
-            topics = {t: s.topic(t) for t in result.values}
-            total = sum(len(v) for v in result.values.values())
-            columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=err, disable=quiet or as_json) as progress:
-                task = progress.add_task("produce", total=total)
-                summary["produced"] = sim.produce(result, bootstrap, topics, extra_conf=s.kafka_client,
-                                                  progress=lambda k: progress.update(task, advance=k))
-            summary["topics"] = topics
+        with sim.simulate_days(cfg) as result:  # planned now, built and written a day at a time
+            summary = sim.planted_summary(result)
+            summary["generate_s"] = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            if to_dir is not None:
+                files = sim.write_dir(result, to_dir, fmt)  # type: ignore[arg-type]
+                summary["files"] = len(files)
+                summary["skipped_in_files"] = files.skipped
+                summary["directory"] = str(to_dir)
+            else:
+                broker.ensure_topics(bootstrap, s.topics, extra=s.kafka_client)
+                topics = {t: s.topic(t) for t in result.planted.per_topic}
+                total = sum(result.planted.per_topic.values())
+                columns = (TextColumn("producing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+                with Progress(*columns, console=err, disable=quiet or as_json) as progress:
+                    task = progress.add_task("produce", total=total)
+                    summary["produced"] = sim.produce(result, bootstrap, topics, extra_conf=s.kafka_client,
+                                                      progress=lambda k: progress.update(task, advance=k))
+                summary["topics"] = topics
         summary["write_s"] = round(time.perf_counter() - started, 2)
     except TelcolakeError as exc:
         fail(exc)

@@ -29,7 +29,7 @@ def stream(
     stop.install()
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,.0f} events"),
-                      TimeElapsedColumn(), console=err, disable=quiet or as_json) as progress:
+                      TimeElapsedColumn(), console=err, disable=quiet or as_json, transient=True) as progress:
             task = progress.add_task("streaming" + (" until caught up" if until_caught_up else " (Ctrl-C to stop)"), total=None)
 
             def on_commit(flow: str, emits: list) -> None:

@@ -2,8 +2,14 @@
 
 The embedded broker runs as a child process on 127.0.0.1 and a free port; its pid and
 address live in ``<state_dir>/broker.json`` so every other command finds it, and two state
-dirs never share a broker. This Tansu build keeps data in memory only: stopping it empties
-the topics (the lake keeps what was landed).
+dirs never share a broker. Where it keeps topics is ``[broker] storage``:
+
+- ``memory`` (default): in the broker's memory: a restart empties the topics (the lake keeps
+  what was landed; records produced but not yet landed are lost);
+- ``s3://bucket/``: an S3-compatible bucket (the lake's storage options: ``[lake.storage]`` and
+  ``AWS_*``), through Tansu's S3 storage engine: topics and records survive a broker restart.
+  The store must honour conditional writes (``If-None-Match``/``If-Match``), as AWS S3, MinIO
+  and moto do.
 """
 
 from __future__ import annotations
@@ -23,6 +29,58 @@ from pipelines.core.errors import BrokerError
 
 STATE_FILE = "broker.json"
 READY_TIMEOUT_S = 20.0
+METADATA_TIMEOUT_S = 10.0
+
+
+def unreachable(bootstrap: str, exc: BaseException, timeout: float = METADATA_TIMEOUT_S) -> BrokerError:
+    """The one-line error for a broker that did not answer a metadata request."""
+    reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+    return BrokerError(
+        f"the Kafka broker at {bootstrap} did not answer within {timeout:g} s ({reason}); start it "
+        "(`telcolake broker start`) or point TELCOLAKE_KAFKA_BOOTSTRAP / [kafka] bootstrap at a running one"
+    )
+
+
+@dataclass(frozen=True)
+class BrokerStorage:
+    """Where the embedded broker keeps its topics: ``memory`` or ``s3://bucket/``."""
+
+    kind: str  # memory | s3
+    url: str
+    env: dict[str, str]
+
+    @property
+    def durable(self) -> bool:
+        return self.kind != "memory"
+
+
+def storage_of(settings: Settings) -> BrokerStorage:
+    """The configured ``[broker] storage`` (env ``TELCOLAKE_BROKER_STORAGE`` overrides).
+
+    Raises:
+        ConfigError: a value other than memory or s3://bucket/.
+    """
+    from pipelines.core.errors import ConfigError
+
+    value = os.environ.get("TELCOLAKE_BROKER_STORAGE") or settings.section("broker").get("storage", "memory")
+    if not isinstance(value, str):
+        raise ConfigError(f"broker.storage = {value!r}: expected 'memory' or 's3://bucket/'")
+    if value == "memory":
+        return BrokerStorage("memory", "memory://tansu/", {})
+    if value.startswith("s3://") and len(value) > len("s3://"):
+        from pipelines.core.lake import storage_options
+
+        opts = storage_options(settings)
+        opts.pop("AWS_CONDITIONAL_PUT", None)
+        endpoint = opts.pop("AWS_ENDPOINT_URL", None) or opts.pop("endpoint_url", None)
+        if endpoint:
+            opts["AWS_ENDPOINT"] = endpoint
+            opts.setdefault("AWS_ALLOW_HTTP", "true" if endpoint.startswith("http://") else "false")
+        if "AWS_REGION" in opts:
+            opts.setdefault("AWS_DEFAULT_REGION", opts["AWS_REGION"])
+        url = value if value.endswith("/") else value + "/"
+        return BrokerStorage("s3", url, {k: v for k, v in opts.items() if k.startswith("AWS_")})
+    raise ConfigError(f"broker.storage = {value!r}: expected 'memory' or 's3://bucket/'")
 
 
 def client_config(settings: Settings | None = None, *, bootstrap: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -43,6 +101,7 @@ class BrokerState:
     binary: str
     started_at: float
     log: str
+    storage: str = "memory://tansu/"
 
     @property
     def port(self) -> int:
@@ -55,12 +114,15 @@ def _state_path(state_dir: Path) -> Path:
 
 def read_state(state_dir: Path) -> BrokerState | None:
     """The recorded embedded broker, if its process is still alive."""
-    path = _state_path(state_dir)
+    state = _recorded(state_dir)
+    return state if state is not None and _alive(state.pid) else None
+
+
+def _recorded(state_dir: Path) -> BrokerState | None:
     try:
-        state = BrokerState(**json.loads(path.read_text()))
+        return BrokerState(**json.loads(_state_path(state_dir).read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    return state if _alive(state.pid) else None
 
 
 def _alive(pid: int) -> bool:
@@ -131,8 +193,10 @@ def wait_ready(bootstrap: str, timeout: float = READY_TIMEOUT_S, proc: subproces
     raise BrokerError(f"the broker at {bootstrap} did not become ready within {timeout:.0f}s ({last})")
 
 
-def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
+def start_embedded(state_dir: Path, *, port: int | None = None, storage: BrokerStorage | None = None) -> BrokerState:
     """Start the embedded broker for ``state_dir`` unless one is already running there.
+
+    ``storage`` defaults to memory; the CLI and ``telcolake up`` pass ``[broker] storage``.
 
     Raises:
         BrokerError: the binary is missing, the port is taken, or the broker is not ready in time.
@@ -141,6 +205,7 @@ def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
     running = read_state(state_dir)
     if running is not None:
         return running
+    storage = storage or BrokerStorage("memory", "memory://tansu/", {})
     state_dir.mkdir(parents=True, exist_ok=True)
     binary = broker_binary()
     port = port or free_port()
@@ -148,12 +213,15 @@ def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
         raise BrokerError(f"port {port} on 127.0.0.1 is already taken; choose another or leave it unset")
     address = f"127.0.0.1:{port}"
     log_path = state_dir / "broker.log"
+    env = dict(os.environ, **storage.env)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", f"tcp://{address}", "--advertised-listener-url", f"tcp://{address}"],
+            [binary, "broker", "--listener-url", f"tcp://{address}", "--advertised-listener-url", f"tcp://{address}",
+             "--storage-engine", storage.url],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
     try:
@@ -161,7 +229,8 @@ def start_embedded(state_dir: Path, *, port: int | None = None) -> BrokerState:
     except BrokerError:
         _terminate(proc.pid)
         raise
-    state = BrokerState(pid=proc.pid, address=address, binary=binary, started_at=time.time(), log=str(log_path))
+    state = BrokerState(pid=proc.pid, address=address, binary=binary, started_at=time.time(), log=str(log_path),
+                        storage=storage.url)
     _state_path(state_dir).write_text(json.dumps(asdict(state)))
     return state
 
@@ -181,7 +250,10 @@ def _terminate(pid: int, timeout: float = 5.0) -> None:
 
 
 def stop_embedded(state_dir: Path) -> BrokerState | None:
-    """Stop the embedded broker recorded in ``state_dir``; returns what was stopped."""
+    """Stop the embedded broker recorded in ``state_dir``; returns what was stopped.
+
+    With ``s3://`` storage the topics stay in the bucket for the next start.
+    """
     state = read_state(state_dir)
     if state is not None:
         _terminate(state.pid)
@@ -213,7 +285,7 @@ def ensure_broker(settings: Settings) -> str:
     if settings.kafka_bootstrap:
         wait_ready(settings.kafka_bootstrap, timeout=10)
         return settings.kafka_bootstrap
-    return start_embedded(settings.state_dir).address
+    return start_embedded(settings.state_dir, storage=storage_of(settings)).address
 
 
 def ensure_topics(bootstrap: str, topics: dict[str, int], *, extra: dict[str, Any] | None = None) -> dict[str, int]:
@@ -222,10 +294,14 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], *, extra: dict[str, An
     Returns:
         topic -> partition count as the broker has it.
     """
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **(extra or {})})
-    existing = admin.list_topics(timeout=10).topics
+    try:
+        existing = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics
+    except KafkaException as exc:
+        raise unreachable(bootstrap, exc) from None
     missing = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items() if name not in existing]
     if missing:
         for name, future in admin.create_topics(missing, operation_timeout=10).items():
@@ -243,6 +319,37 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], *, extra: dict[str, An
         time.sleep(0.1)
 
 
+def ensure_topic_config(bootstrap: str, topic: str, config: dict[str, str], *, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """Set ``config`` (e.g. ``{"cleanup.policy": "compact"}``) on an existing topic where it differs.
+
+    Uses IncrementalAlterConfigs (the embedded broker has no AlterConfigs).
+
+    Returns:
+        the topic's values of the ``config`` keys after the change, as the broker describes them.
+
+    Raises:
+        BrokerError: the broker refused the change.
+    """
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **(extra or {})})
+
+    def describe() -> dict[str, str]:
+        found = admin.describe_configs([ConfigResource("topic", topic)])
+        entries = next(iter(found.values())).result(timeout=10)
+        return {k: entries[k].value for k in config if k in entries}
+
+    if describe() == config:
+        return config
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
+    try:
+        for future in admin.incremental_alter_configs([ConfigResource("topic", topic, incremental_configs=entries)]).values():
+            future.result(timeout=10)
+    except Exception as exc:
+        raise BrokerError(f"could not set {config} on topic {topic}: {exc}") from None
+    return describe()
+
+
 def end_offsets(bootstrap: str, topic: str, *, extra: dict[str, Any] | None = None) -> dict[int, int]:
     """True end offset (offset after the last record) of each partition of ``topic``.
 
@@ -251,7 +358,7 @@ def end_offsets(bootstrap: str, topic: str, *, extra: dict[str, Any] | None = No
     watermark to partition EOF and takes the offset after the last record seen; on real
     Kafka that read is empty and the watermark stands.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(
         {
@@ -264,7 +371,10 @@ def end_offsets(bootstrap: str, topic: str, *, extra: dict[str, Any] | None = No
         }
     )
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        try:
+            meta = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+        except KafkaException as exc:
+            raise unreachable(bootstrap, exc) from None
         if meta is None or meta.error is not None or not meta.partitions:
             return {}
         ends: dict[int, int] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.errors import ConfigError
+from pipelines.core.keys import CONFIG
+from pipelines.core.schema import check_table
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "telcolake.toml"
@@ -23,6 +26,8 @@ class IngestSettings:
         flush_rows: commit a batch once it holds this many records.
         flush_bytes: ... or this many bytes of raw values.
         flush_seconds: ... or once its oldest record has waited this long.
+        idle_flush_seconds: ... or, once the consumer has caught up with its partitions,
+            once its oldest record has waited this long (low latency for a steady stream).
         max_record_bytes: larger values are quarantined as ``too_large``.
         min_event_time: event times before this are ``out_of_range``.
         max_future_skew_hours: event times later than now plus this are ``out_of_range``.
@@ -32,6 +37,7 @@ class IngestSettings:
     flush_rows: int = 200_000
     flush_bytes: int = 64 * 1024 * 1024
     flush_seconds: float = 2.0
+    idle_flush_seconds: float = 0.2
     max_record_bytes: int = 1024 * 1024
     min_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_future_skew_hours: float = 24.0
@@ -64,6 +70,14 @@ class Settings:
     raw: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
+    def values(self, name: str) -> dict[str, Any]:
+        """The checked values of section ``[name]``, defaults filled (see :mod:`pipelines.core.keys`).
+
+        Raises:
+            ConfigError: a value of the section is not allowed (one line naming the key).
+        """
+        return check_table(CONFIG.keys[name], self.raw.get(name, {}), name)
+
     def section(self, name: str) -> dict[str, Any]:
         """The raw table ``[name]`` of the config file (empty when absent)."""
         value = self.raw.get(name, {})
@@ -84,50 +98,8 @@ class Settings:
         return not self.kafka_bootstrap
 
 
-def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
-    value = table.get(key, default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        allowed = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(f"{where}.{key} = {value!r}: expected {allowed}")
-    return value
-
-
-def _positive(value: float, name: str) -> float:
-    if value <= 0:
-        raise ConfigError(f"{name} = {value!r}: must be greater than 0")
-    return value
-
-
-def _parse_time(value: str, name: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"{name} = {value!r}: expected an ISO 8601 time such as 2000-01-01T00:00:00Z") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _ingest(table: dict[str, Any]) -> IngestSettings:
-    w = "ingest"
-    return IngestSettings(
-        flush_rows=int(_positive(_get(table, "flush_rows", int, 200_000, w), f"{w}.flush_rows")),
-        flush_bytes=int(_positive(_get(table, "flush_bytes", int, 64 << 20, w), f"{w}.flush_bytes")),
-        flush_seconds=_positive(_get(table, "flush_seconds", float, 2.0, w), f"{w}.flush_seconds"),
-        max_record_bytes=int(_positive(_get(table, "max_record_bytes", int, 1 << 20, w), f"{w}.max_record_bytes")),
-        min_event_time=_parse_time(_get(table, "min_event_time", str, "2000-01-01T00:00:00Z", w), f"{w}.min_event_time"),
-        max_future_skew_hours=_positive(_get(table, "max_future_skew_hours", float, 24.0, w), f"{w}.max_future_skew_hours"),
-        workers=int(_positive(_get(table, "workers", int, 1, w), f"{w}.workers")),
-    )
-
-
-def _topics(table: dict[str, Any]) -> dict[str, int]:
-    topics: dict[str, int] = {}
-    for name, partitions in table.items():
-        if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1:
-            raise ConfigError(f"topics.{name} = {partitions!r}: expected a partition count >= 1")
-        topics[name] = partitions
-    return topics
+def _ingest(values: dict[str, Any]) -> IngestSettings:
+    return IngestSettings(**values)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -140,34 +112,69 @@ def load_settings(path: str | Path | None = None) -> Settings:
         ConfigError: the file cannot be parsed or a value is not allowed; the message is one
             line naming the key.
     """
-    candidates = [path, os.environ.get("TELCOLAKE_CONFIG"), Path.cwd() / "telcolake.toml", DEFAULT_CONFIG]
-    source = next((Path(c) for c in candidates if c and Path(c).is_file()), None)
-    if path is not None and (source is None or Path(path) != source):
-        raise ConfigError(f"config file {path} does not exist")
+    source = _config_file(path)
     raw: dict[str, Any] = {}
     if source is not None:
-        try:
-            raw = tomllib.loads(source.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-
-    lake = raw.get("lake", {})
-    kafka = raw.get("kafka", {})
-    lake_root = os.environ.get("TELCOLAKE_LAKE") or _get(lake, "root", str, "lake", "lake")
-    if not lake_root:
-        raise ConfigError("lake.root = '': expected a local path or s3://bucket/prefix")
+        raw = _parse(source)
+    checked = check_table(CONFIG, raw)
+    lake_root = os.environ.get("TELCOLAKE_LAKE") or checked.get("lake", {}).get("root", "lake")
+    if not lake_root.strip() or "\x00" in lake_root:
+        raise ConfigError(f"lake.root = {lake_root!r}: expected a local path or s3://bucket/prefix")
     if "://" not in lake_root:
         lake_root = str(Path(lake_root).expanduser().resolve())
-    bootstrap = os.environ.get("TELCOLAKE_KAFKA_BOOTSTRAP", _get(kafka, "bootstrap", str, "", "kafka"))
-    client = _get(kafka, "client", dict, {}, "kafka")
+    kafka = checked.get("kafka", {})
+    bootstrap = os.environ.get("TELCOLAKE_KAFKA_BOOTSTRAP", kafka.get("bootstrap", ""))
     state_dir = Path(os.environ.get("TELCOLAKE_STATE_DIR") or ".telcolake").expanduser().resolve()
     return Settings(
         lake_root=lake_root.rstrip("/"),
         kafka_bootstrap=bootstrap.strip(),
-        kafka_client={str(k): str(v) for k, v in client.items()},
+        kafka_client=dict(kafka.get("client", {})),
         state_dir=state_dir,
-        topics=_topics(_get(raw, "topics", dict, {}, "config")),
-        ingest=_ingest(_get(raw, "ingest", dict, {}, "config")),
+        topics=dict(checked.get("topics", {})),
+        ingest=_ingest(check_table(CONFIG.keys["ingest"], raw.get("ingest", {}), "ingest")),
         raw=raw,
         source=source,
     )
+
+
+def _config_file(path: str | Path | None) -> Path | None:
+    """The config file to read: ``path``, else ``$TELCOLAKE_CONFIG``, else ./telcolake.toml, else the repository's.
+
+    A file that is named (argument or environment) must exist and be a regular file; it is never
+    silently replaced by a default.
+    """
+    named = [(str(path), "config file") if path is not None else None,
+             (os.environ["TELCOLAKE_CONFIG"], "TELCOLAKE_CONFIG") if os.environ.get("TELCOLAKE_CONFIG") else None]
+    for entry in named:
+        if entry is None:
+            continue
+        name, what = entry
+        p = Path(name).expanduser()
+        try:
+            st = p.stat()
+        except ValueError:
+            raise ConfigError(f"{what} {name!r}: not a file name") from None
+        except OSError as exc:
+            raise ConfigError(f"{what} {name}: {'does not exist' if isinstance(exc, FileNotFoundError) else exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {name}: not a regular file")
+        return p
+    for p in (Path.cwd() / "telcolake.toml", DEFAULT_CONFIG):
+        if p.is_file():
+            return p
+    return None
+
+
+def _parse(source: Path) -> dict[str, Any]:
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None

@@ -17,6 +17,21 @@ class LakeError(TelcolakeError):
     """A lake table is missing or cannot be read or written."""
 
 
+class ConcurrentWriterError(TelcolakeError):
+    """Another process writes the same table (or holds its lease) and this one cannot proceed."""
+
+
+def project_error(exc: BaseException) -> TelcolakeError | None:
+    """The project error behind ``exc`` (a dataflow re-raises a step's error wrapped in its own)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, TelcolakeError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 class QualityGateFailed(TelcolakeError):
     """A quality gate failed; publishing or billing was refused."""
 
@@ -35,3 +50,7 @@ class QualitySuiteError(TelcolakeError):
 
 class ChurnError(TelcolakeError):
     """Churn training or scoring was refused (no features, no model, a split without churners)."""
+
+
+class FulfilmentError(TelcolakeError):
+    """An order cannot be found or does not allow the request, or a fulfilment run went wrong."""

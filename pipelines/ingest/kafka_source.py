@@ -4,9 +4,12 @@ Every dataflow that consumes Kafka uses it. It does not use consumer groups: the
 where each partition starts (for ingest: the offsets stored in the Delta log), and each
 worker reads a disjoint round-robin share of the (topic, partition) pairs.
 
-Batches are emitted per topic when they reach a row count, a byte size or an age. With
-``until_caught_up`` the source stops once every partition it owns reached the end it had
-when the source started. The embedded broker under-reports the high watermark (DESIGN.md),
+Batches are emitted per topic when they reach a row count, a byte size or an age. Once the
+consumer has caught up (a poll returned less than a full batch: the partitions are at their
+end), a batch is emitted as soon as its oldest record waited ``idle_flush_seconds``, so a
+steady stream lands within a fraction of a second; under backlog polls come back full and
+batches grow to the size thresholds. With ``until_caught_up`` the source stops once every
+partition it owns reached the end it had when the source started. The embedded broker under-reports the high watermark (DESIGN.md),
 so "reached" means: partition EOF seen at or past that start watermark, never "offset >=
 high watermark - 1".
 """
@@ -112,13 +115,25 @@ def _group(messages: list, topics: list[str]) -> dict[str, list]:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM (when installed): sources finish their batch and end cleanly."""
+    """Set by SIGINT/SIGTERM (when installed): sources finish their batch and end cleanly.
+
+    A step that cannot go on (another process writes the same state) calls :meth:`fail`: the
+    flow ends the same way, and the runner raises the error after it (one line, no panic).
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.error: BaseException | None = None
+        self.runner_raises = False  # set by a runner that raises ``error`` after the flow; else the sink does
 
     def set(self) -> None:
         self._event.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop because a step cannot go on; the runner raises ``exc`` once the flow ended."""
+        if self.error is None:
+            self.error = exc
+        self.set()
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -185,6 +200,7 @@ class _KafkaPartition(StatelessSourcePartition[RawBatch]):
         self._buffers = {t: _Buffer() for t in self._by_topic}
         self._done: set[tuple[str, int]] = set()
         self._targets: dict[tuple[str, int], int] = {}
+        self._caught_up_told = False
         self._consumer: Consumer | None = None
         self._closed = False
         if not owned:
@@ -217,16 +233,25 @@ class _KafkaPartition(StatelessSourcePartition[RawBatch]):
             raise StopIteration
         out: list[RawBatch] = []
         stopping = self._src.stop.is_set()
+        idle = True
         if self._consumer is not None and not stopping:
             messages = self._consumer.consume(num_messages=self._src.poll_records, timeout=self._src.poll_timeout_s)
+            idle = len(messages) < self._src.poll_records
             if messages:
                 self._take(messages)
-        finished = stopping or (self._src.until_caught_up and len(self._done) == len(self._owned))
+        caught_up = len(self._done) == len(self._owned)
+        if caught_up and not self._caught_up_told and self._src.on_caught_up is not None:
+            self._caught_up_told = True
+            self._src.on_caught_up()
+        finished = stopping or (self._src.until_caught_up and caught_up)
         now = time.monotonic()
         for topic, buf in self._buffers.items():
+            if not buf.values:
+                continue
             full = len(buf.values) >= self._src.flush_rows or buf.nbytes >= self._src.flush_bytes
-            old = buf.values and now - buf.since >= self._src.flush_seconds
-            if buf.values and (full or old or finished):
+            age = now - buf.since
+            old = age >= self._src.flush_seconds or (idle and age >= self._src.idle_flush_seconds)
+            if full or old or finished:
                 out.append(buf.take(topic, self._by_topic[topic]))
         if finished:
             self.close()
@@ -286,6 +311,10 @@ class KafkaBatchSource(DynamicSource[RawBatch]):
             with :class:`OffsetsAhead` before the dataflow runs).
         until_caught_up: stop once each partition reached the end it had at start.
         flush_rows, flush_bytes, flush_seconds: emit a topic's batch at any of these.
+        idle_flush_seconds: once caught up (a poll came back less than full), emit a batch
+            whose oldest record waited this long (default: ``flush_seconds``).
+        on_caught_up: called once, on the worker, when every partition it owns reached the
+            end it had at start (readiness of a continuous run).
         extra_conf: more librdkafka settings (SASL/SSL ...).
         stop: a flag that ends the source cleanly after the current batch.
     """
@@ -300,9 +329,11 @@ class KafkaBatchSource(DynamicSource[RawBatch]):
         flush_rows: int = 200_000,
         flush_bytes: int = 64 << 20,
         flush_seconds: float = 2.0,
+        idle_flush_seconds: float | None = None,
         extra_conf: dict | None = None,
         stop: StopFlag | None = None,
         group_id: str = "telcolake",
+        on_caught_up: Callable[[], None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)
@@ -311,6 +342,8 @@ class KafkaBatchSource(DynamicSource[RawBatch]):
         self.flush_rows = flush_rows
         self.flush_bytes = flush_bytes
         self.flush_seconds = flush_seconds
+        self.idle_flush_seconds = flush_seconds if idle_flush_seconds is None else min(idle_flush_seconds, flush_seconds)
+        self.on_caught_up = on_caught_up
         self.extra_conf = dict(extra_conf or {})
         self.stop = stop or StopFlag()
         self.group_id = group_id

@@ -1,14 +1,20 @@
-"""Land raw batches into bronze and quarantine Delta tables, exactly once.
+"""Land raw batches into bronze and quarantine Delta tables, exactly once, beside any number of writers.
 
 Each commit carries, as Delta app transactions, the highest position (Kafka offset or file
-row) it covers for every segment (Kafka partition or file) in the batch. A record at or
-below the stored position of a table is refused for that table, never written again.
+row) it covers for every segment (Kafka partition or file) it moves forward. A record at or
+below the stored position of a table is refused for that table, never written again. The
+positions are read from the snapshot the commit is checked against, so two writers landing
+the same records at once cannot both write them: the second commit conflicts on the app
+transaction and is planned again (:meth:`pipelines.core.lake.Lake.commit`).
 
-Order per batch: quarantine commit (if it has rows), dead-letter topic, bronze commit
-(always, even with no rows, so the resume point moves). A restart resumes each segment from
-the bronze position + 1; anything already in quarantine past that point is filtered by
-quarantine's own positions. The dead-letter topic is at-least-once: a record produced there
-just before a crash may be produced again on replay; quarantine is the exactly-once record.
+Order per batch: quarantine commit (if it has new rows), dead-letter topic, bronze commit
+(always, even with no rows, so the resume point moves). Each table filters by its own
+positions, so a conflict or crash between the two commits never writes a record twice in
+either; whether a record is rejected does not depend on who reads it or when (its event
+time is checked against its Kafka timestamp), so each record lands in bronze or in
+quarantine, never both. A restart resumes each segment from the bronze position + 1. The
+dead-letter topic is at-least-once: a record produced there just before a crash may be
+produced again on replay; quarantine is the exactly-once record.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.core.contracts import Contract, Limits, contract_for, decode_batch
-from pipelines.core.lake import Lake
+from pipelines.core.lake import Lake, TableHandle, Write, txn_versions
 from pipelines.ingest.kafka_source import RawBatch
 
 CDF = {"delta.enableChangeDataFeed": "true"}
@@ -100,47 +106,68 @@ def quarantine_rows(batch: RawBatch, idx: np.ndarray, reasons: list[str], ingest
 
 
 class BronzeWriter:
-    """Lands batches of one worker. Each segment must be owned by one writer at a time."""
+    """Lands batches of one worker; any number of writers may land the same segments at once.
+
+    Each commit is planned from a snapshot of its table: the rows above the positions stored
+    there, and app transactions only for the segments it moves forward. When another writer
+    committed one of those app transactions meanwhile, delta-rs fails the commit and it is
+    planned again from the newer snapshot, so a row is never sent twice (:meth:`Lake.commit`).
+    """
 
     def __init__(self, lake: Lake, *, limits: Limits = Limits(), dead_letters: DeadLetters | None = None) -> None:
         self.lake = lake
         self.limits = limits
         self.dead_letters = dead_letters
-        self._stored: dict[tuple[str, str], int] = {}
+        self._handles: dict[str, TableHandle] = {}
 
-    def stored(self, table: str, segments: list[str]) -> np.ndarray:
-        """Committed position per segment in ``table`` (-1 when none), cached after first read."""
-        missing = [s for s in segments if (table, s) not in self._stored]
-        if missing:
-            found = self.lake.txn_versions(table, [app_id(s) for s in missing])
-            for s in missing:
-                v = found[app_id(s)]
-                self._stored[(table, s)] = -1 if v is None else int(v)
-        return np.array([self._stored[(table, s)] for s in segments], dtype=np.int64)
+    def _handle(self, table: str) -> TableHandle:
+        if table not in self._handles:
+            self._handles[table] = self.lake.handle(table)
+        return self._handles[table]
+
+    def _commit(self, table: str, batch: RawBatch, idx: np.ndarray, make_rows, *, partition_by: str, always: bool) -> tuple[np.ndarray, int | None]:
+        """Commit the records ``idx`` of ``batch`` not yet in ``table``; returns (the records
+        this commit wrote, its version). ``make_rows(keep_mask)`` builds the rows; with
+        ``always`` a commit with no rows still moves the segments' positions."""
+        last = batch.last_positions()
+        where = {s: i for i, s in enumerate(batch.segments)}
+        wrote: list[np.ndarray] = [idx[:0]]
+
+        def plan(dt):
+            stored = stored_positions(dt, batch.segments)
+            fresh = batch.pos[idx] > stored[batch.seg[idx]]
+            txns = {app_id(s): p for s, p in last.items() if p > stored[where[s]]}
+            wrote[0] = idx[fresh]
+            if not fresh.any() and not (always and txns):
+                return None
+            return Write(make_rows(fresh), txns=txns)
+
+        version = self._handle(table).commit(plan, partition_by=[partition_by], configuration=CDF)
+        return (wrote[0] if version is not None else idx[:0]), version
 
     def land(self, batch: RawBatch, *, now: datetime | None = None) -> Landed:
         contract = contract_for(batch.topic)
         bronze, quarantine = bronze_table(contract.topic), quarantine_table(contract.topic)
         result = Landed(topic=contract.topic)
-        last = batch.last_positions()
-        if not last:
+        if not batch.last_positions():
             return result
-        txns = {app_id(s): p for s, p in last.items()}
         ingested_at = now or datetime.now(UTC)
-        decoded = decode_batch(contract, batch.values, limits=self.limits)
+        decoded = decode_batch(contract, batch.values, limits=self.limits, now=record_times(batch))
         result.extra_fields = decoded.extra_fields
 
         if decoded.rejects:
             rej = np.fromiter((i for i, _ in decoded.rejects), dtype=np.int64, count=len(decoded.rejects))
-            fresh = batch.pos[rej] > self.stored(quarantine, batch.segments)[batch.seg[rej]]
-            result.refused += int((~fresh).sum())
-            keep = rej[fresh]
-            reasons = [r for (_, r), f in zip(decoded.rejects, fresh, strict=True) if f]
+            why = np.array([r for _, r in decoded.rejects], dtype=object)
+            kept = {}
+
+            def quarantined(fresh: np.ndarray) -> pa.Table:
+                kept["reasons"] = why[fresh].tolist()
+                return quarantine_rows(batch, rej[fresh], kept["reasons"], ingested_at)
+
+            keep, _ = self._commit(quarantine, batch, rej, quarantined, partition_by="ingest_date", always=False)
+            result.refused += len(rej) - len(keep)
             if len(keep):
-                rows = quarantine_rows(batch, keep, reasons, ingested_at)
-                self.lake.write(quarantine, rows, partition_by=["ingest_date"], txns=txns, configuration=CDF)
-                for s, p in last.items():
-                    self._stored[(quarantine, s)] = p
+                reasons = kept["reasons"]
                 if self.dead_letters is not None:
                     self.dead_letters.send(batch, keep, reasons)
                 result.quarantined = len(keep)
@@ -148,16 +175,30 @@ class BronzeWriter:
                     result.reasons[r] = result.reasons.get(r, 0) + 1
 
         idx = decoded.index.to_numpy(zero_copy_only=False).astype(np.int64)
-        fresh = batch.pos[idx] > self.stored(bronze, batch.segments)[batch.seg[idx]]
-        result.refused += int((~fresh).sum())
-        typed = decoded.table if fresh.all() else decoded.table.filter(pa.array(fresh))
-        idx = idx[fresh]
-        rows = bronze_rows(contract, batch, typed, idx, ingested_at)
-        result.bronze_version = self.lake.write(bronze, rows, partition_by=[contract.partition_column], txns=txns, configuration=CDF)
-        for s, p in last.items():
-            self._stored[(bronze, s)] = p
-        result.rows = rows.num_rows
+
+        def bronze_of(fresh: np.ndarray) -> pa.Table:
+            typed = decoded.table if fresh.all() else decoded.table.filter(pa.array(fresh))
+            return bronze_rows(contract, batch, typed, idx[fresh], ingested_at)
+
+        keep, result.bronze_version = self._commit(bronze, batch, idx, bronze_of, partition_by=contract.partition_column, always=True)
+        result.refused += len(idx) - len(keep)
+        result.rows = len(keep)
         return result
+
+
+def stored_positions(dt, segments: list[str]) -> np.ndarray:
+    """Committed position per segment in snapshot ``dt`` (-1 when none)."""
+    found = txn_versions(dt, [app_id(s) for s in segments])
+    return np.array([-1 if found[app_id(s)] is None else int(found[app_id(s)]) for s in segments], dtype=np.int64)
+
+
+def record_times(batch: RawBatch) -> datetime | pa.Array:
+    """What each record's event time is checked against (no more than the allowed skew after it):
+    its Kafka timestamp, so a record is judged the same by every writer and every replay;
+    the wall clock for records without one (files)."""
+    if batch.timestamp_ms is None or not len(batch.timestamp_ms) or (batch.timestamp_ms <= 0).any():
+        return datetime.now(UTC)
+    return pa.array(batch.timestamp_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(TS)
 
 
 class DeadLetters:

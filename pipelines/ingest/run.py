@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pipelines.core.broker import ensure_topics, free_port, resolve_bootstrap
 from pipelines.core.config import Settings
 from pipelines.core.contracts import CONTRACTS
-from pipelines.core.errors import TelcolakeError
+from pipelines.core.errors import TelcolakeError, project_error
 from pipelines.ingest.kafka_source import StopFlag
 from pipelines.ingest.landing import Landed
 
@@ -69,6 +69,7 @@ def run_ingest(
     on_landed: Callable[[Landed], None] | None = None,
     stop: StopFlag | None = None,
     topics: list[str] | None = None,
+    on_caught_up: Callable[[], None] | None = None,
 ) -> IngestStats:
     """Run the ingest dataflow in this process with ``workers`` Bytewax workers.
 
@@ -87,9 +88,13 @@ def run_ingest(
         if on_landed is not None:
             on_landed(x)
 
-    flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_landed=landed, topics=topics)
+    flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_landed=landed, topics=topics,
+                      on_caught_up=on_caught_up)
     started = time.monotonic()
-    cli_main(flow, workers_per_process=workers or settings.ingest.workers, epoch_interval=None)
+    try:
+        cli_main(flow, workers_per_process=workers or settings.ingest.workers, epoch_interval=None)
+    except Exception as exc:  # a step's project error comes back wrapped in Bytewax's
+        raise (project_error(exc) or exc) from None
     stats.seconds = time.monotonic() - started
     return stats
 

@@ -2,7 +2,8 @@
 
 Both are maintained incrementally from the bronze versions added since the last run: the
 bronze version a silver commit covers is stored in that commit (a Delta app transaction),
-and the new bronze rows are read from bronze's change data feed.
+and the new bronze rows are read from bronze's change data feed. Each commit is planned from
+the snapshot it is checked against, so refreshes running at once never add a row twice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pyarrow as pa
 
 from pipelines.core.config import Settings
 from pipelines.core.duck import query
-from pipelines.core.lake import Lake
+from pipelines.core.lake import Lake, Write
 from pipelines.ingest.landing import CDF, bronze_table
 
 SILVER_USAGE = "silver/usage"
@@ -36,68 +37,122 @@ class SilverResult:
     changed_subscribers: int = 0
 
 
-def _new_bronze_rows(lake: Lake, bronze: str, since: int | None) -> tuple[pa.Table | None, int | None]:
-    """Rows appended to ``bronze`` after version ``since`` (all rows when None), and its version."""
+def _new_bronze_rows(lake: Lake, bronze: str, since: int | None, until: int | None = None) -> tuple[pa.Table | None, int | None]:
+    """Rows appended to ``bronze`` after version ``since`` (all rows when None) up to version
+    ``until`` (default: the latest), and that version."""
     dt = lake.maybe_table(bronze)
     if dt is None:
         return None, None
-    current = dt.version()
+    current = dt.version() if until is None else until
     if since is not None and since >= current:
         return None, current
     if since is None:
         return lake.dataset(bronze, version=current).to_table(), current
     reader = dt.load_cdf(starting_version=since + 1, ending_version=current)
     changes = pa.table(reader.read_all())
-    inserted = pa.compute.equal(changes["_change_type"].cast(pa.string()), "insert")
     schema = pa.schema(dt.schema().to_arrow())
+    if not changes.num_rows:  # only commits without data changes (compaction, empty commits)
+        return schema.empty_table(), current
+    inserted = pa.compute.equal(changes["_change_type"].cast(pa.string()), "insert")
     return changes.select(schema.names).cast(schema).filter(inserted), current
 
 
+def _existing_ids(lake: Lake, dt, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """record_ids silver/usage holds (in snapshot ``dt``) on the event dates of ``new_rows``."""
+    dates = [r[0] for r in con.execute("select distinct event_date from new_rows").fetchall()]
+    if dt is None or not dates:
+        return pa.table({"record_id": pa.array([], pa.string())})
+    import pyarrow.dataset as ds
+
+    return lake.dataset(SILVER_USAGE, version=dt.version()).to_table(columns=["record_id"], filter=ds.field("event_date").isin(dates))
+
+
+RANKED = """
+    with ranked as (
+        select *, row_number() over (
+            partition by record_id
+            order by coalesce(_kafka_timestamp, _ingested_at), _ingested_at, _kafka_partition, _kafka_offset, _source_row
+        ) as arrival
+        from new_rows
+    )
+    select * exclude (arrival), arrival = 1 and record_id not in (select record_id from existing) as is_first
+    from ranked
+"""
+
+
 def refresh_usage(settings: Settings) -> SilverResult:
-    """Append bronze usage rows whose record_id silver has not seen (first arrival wins)."""
+    """Append bronze usage rows whose record_id silver has not seen (first arrival wins).
+
+    The commit records the bronze version it covers (app transaction ``USAGE_APP``) and is
+    planned from the silver snapshot it is checked against: when another refresh committed
+    meanwhile, it is planned again from there, so two refreshes at once add each record once.
+    """
     lake = Lake.from_settings(settings)
-    since = lake.txn_version(SILVER_USAGE, USAGE_APP)
-    new, current = _new_bronze_rows(lake, bronze_table("usage.events"), since)
-    result = SilverResult(SILVER_USAGE, since, current)
+    bronze = bronze_table("usage.events")
+    planned: dict = {}
+
+    def plan(dt):
+        since = None if dt is None else dt.transaction_version(USAGE_APP)
+        new, current = _new_bronze_rows(lake, bronze, since)
+        planned.clear()
+        planned.update(since=since, current=current, firsts=0, dupes=None)
+        if new is None or not new.num_rows:
+            return None
+        con = duckdb.connect()
+        con.register("new_rows", new)
+        con.register("existing", _existing_ids(lake, dt, con))
+        marked = query(con, RANKED)
+        firsts = marked.filter(marked["is_first"]).drop(["is_first"])
+        dupes = marked.filter(pa.compute.invert(marked["is_first"])).drop(["is_first"])
+        planned.update(firsts=firsts.num_rows, dupes=dupes)
+        return Write(firsts, txns={USAGE_APP: current}, metadata={"bronze_version": current, "duplicates": dupes.num_rows})
+
+    version = lake.commit(SILVER_USAGE, plan, partition_by=["event_date"], configuration=CDF)
+    result = SilverResult(SILVER_USAGE, planned.get("since"), planned.get("current"))
+    if version is not None:
+        result.new_rows, result.duplicates = planned["firsts"], planned["dupes"].num_rows
+    _record_duplicates(lake, planned if version is not None else {})
+    return result
+
+
+def _record_duplicates(lake: Lake, planned: dict) -> None:
+    """Bring silver/usage_duplicates up to the bronze version silver/usage covers.
+
+    Usually that is exactly the range the usage commit just covered, and its duplicates are
+    written as they are. After a crash between the two commits, or when another refresh
+    covered the range, the duplicates of the missing range are found again: its bronze rows
+    that are not the row silver/usage kept for their record_id.
+    """
+
+    def plan(dt):
+        done = None if dt is None else dt.transaction_version(USAGE_APP)
+        to = lake.txn_version(SILVER_USAGE, USAGE_APP)
+        if to is None or (done is not None and done >= to):
+            return None
+        if planned and (done, to) == (planned["since"], planned["current"]):
+            rows = planned["dupes"]
+        else:
+            rows = _duplicates_between(lake, done, to)
+        return Write(rows, txns={USAGE_APP: to})
+
+    lake.commit(USAGE_DUPLICATES, plan, partition_by=["event_date"])
+
+
+def _duplicates_between(lake: Lake, since: int | None, until: int) -> pa.Table:
+    """Bronze usage rows of versions (since, until] that silver/usage did not keep."""
+    new, _ = _new_bronze_rows(lake, bronze_table("usage.events"), since, until)
     if new is None:
-        return result
+        return pa.table({})
     con = duckdb.connect()
     con.register("new_rows", new)
     dates = [r[0] for r in con.execute("select distinct event_date from new_rows").fetchall()]
-    existing = pa.table({"record_id": pa.array([], pa.string())})
-    if lake.exists(SILVER_USAGE) and dates:
-        import pyarrow.dataset as ds
+    import pyarrow.dataset as ds
 
-        existing = lake.dataset(SILVER_USAGE).to_table(
-            columns=["record_id"], filter=ds.field("event_date").isin(dates)
-        )
-    con.register("existing", existing)
-    ranked = """
-        with ranked as (
-            select *, row_number() over (
-                partition by record_id
-                order by coalesce(_kafka_timestamp, _ingested_at), _ingested_at, _kafka_partition, _kafka_offset, _source_row
-            ) as arrival
-            from new_rows
-        )
-        select * exclude (arrival), arrival = 1 and record_id not in (select record_id from existing) as is_first
-        from ranked
-    """
-    marked = query(con, ranked)
-    firsts = marked.filter(marked["is_first"]).drop(["is_first"])
-    dupes = marked.filter(pa.compute.invert(marked["is_first"])).drop(["is_first"])
-    result.new_rows, result.duplicates = firsts.num_rows, dupes.num_rows
-    if dupes.num_rows:
-        lake.write(USAGE_DUPLICATES, dupes, partition_by=["event_date"], txns={USAGE_APP: current})
-    lake.write(
-        SILVER_USAGE,
-        firsts,
-        partition_by=["event_date"],
-        txns={USAGE_APP: current},
-        configuration=CDF,
-        metadata={"bronze_version": current, "duplicates": dupes.num_rows},
-    )
-    return result
+    keys = ["record_id", "_source", "_kafka_topic", "_kafka_partition", "_kafka_offset", "_source_row", "_ingested_at"]
+    kept = lake.dataset(SILVER_USAGE).to_table(columns=keys, filter=ds.field("event_date").isin(dates)) if dates else None
+    con.register("kept", kept if kept is not None else new.select(keys).slice(0, 0))
+    same = " and ".join(f"k.{c} is not distinct from n.{c}" for c in keys)
+    return query(con, f"select * from new_rows n where not exists (select 1 from kept k where {same})")
 
 
 SUBSCRIBER_INTERVALS = """
@@ -159,37 +214,38 @@ from deduped
 
 
 def refresh_subscribers(settings: Settings) -> SilverResult:
-    """Recompute the intervals of subscribers with new lifecycle events and MERGE them in."""
+    """Recompute the intervals of subscribers with new lifecycle events and replace theirs.
+
+    Planned from the silver snapshot the commit is checked against (as :func:`refresh_usage`).
+    """
     lake = Lake.from_settings(settings)
     bronze = bronze_table("bss.events")
-    since = lake.txn_version(SILVER_SUBSCRIBERS, SUBSCRIBERS_APP)
-    new, current = _new_bronze_rows(lake, bronze, since)
-    result = SilverResult(SILVER_SUBSCRIBERS, since, current)
-    if new is None:
-        return result
-    con = duckdb.connect()
-    con.register("new_rows", new)
-    changed = query(con, "select distinct subscriber_id from new_rows")
-    import pyarrow.dataset as ds
+    planned: dict = {}
 
-    ids = changed["subscriber_id"]
-    history = lake.dataset(bronze, version=current).to_table(filter=ds.field("subscriber_id").isin(ids))
-    con.register("bss", history)
-    intervals = query(con, SUBSCRIBER_INTERVALS)
-    result.new_rows, result.changed_subscribers = intervals.num_rows, len(ids)
-    if not lake.exists(SILVER_SUBSCRIBERS):
-        lake.write(SILVER_SUBSCRIBERS, intervals, txns={SUBSCRIBERS_APP: current}, configuration=CDF)
-        return result
-    # Replace the changed subscribers' intervals in one commit.
-    con.register("changed", changed)
-    quoted = ",".join("'" + str(s).replace("'", "''") + "'" for s in ids.to_pylist())
-    lake.write(
-        SILVER_SUBSCRIBERS,
-        intervals,
-        mode="overwrite",
-        predicate=f"subscriber_id in ({quoted})",
-        txns={SUBSCRIBERS_APP: current},
-    )
+    def plan(dt):
+        since = None if dt is None else dt.transaction_version(SUBSCRIBERS_APP)
+        new, current = _new_bronze_rows(lake, bronze, since)
+        planned.clear()
+        planned.update(since=since, current=current, rows=0, changed=0)
+        if new is None or not new.num_rows:
+            return None
+        con = duckdb.connect()
+        con.register("new_rows", new)
+        ids = query(con, "select distinct subscriber_id from new_rows")["subscriber_id"].cast(pa.string())
+        import pyarrow.dataset as ds
+
+        history = lake.dataset(bronze, version=current).to_table(filter=ds.field("subscriber_id").isin(ids))
+        con.register("bss", history)
+        intervals = query(con, SUBSCRIBER_INTERVALS)
+        planned.update(rows=intervals.num_rows, changed=len(ids))
+        quoted = ",".join("'" + str(s).replace("'", "''") + "'" for s in ids.to_pylist())
+        # the changed subscribers' intervals are replaced in one commit
+        return Write(intervals, mode="overwrite", predicate=f"subscriber_id in ({quoted})", txns={SUBSCRIBERS_APP: current})
+
+    version = lake.commit(SILVER_SUBSCRIBERS, plan, configuration=CDF)
+    result = SilverResult(SILVER_SUBSCRIBERS, planned.get("since"), planned.get("current"))
+    if version is not None:
+        result.new_rows, result.changed_subscribers = planned["rows"], planned["changed"]
     return result
 
 

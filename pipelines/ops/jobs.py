@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -22,16 +23,18 @@ from croniter import croniter
 
 from pipelines.core.config import Settings
 from pipelines.core.errors import ConfigError
+from pipelines.core.keys import JOB
 from pipelines.core.lake import Lake
+from pipelines.core.schema import check_table, key_path
 
 JOB_RUNS = "ops/job_runs"
 ERROR_TAIL_CHARS = 2000
-KNOWN_KEYS = {"cron", "command", "exec", "retries", "retry_backoff_s", "timeout_s", "enabled", "description"}
+KNOWN_KEYS = set(JOB.keys)
 
 JOB_RUNS_SCHEMA = pa.schema([
     ("job", pa.string()),
     ("run_id", pa.string()),
-    ("trigger", pa.string()),  # schedule | catch_up | manual
+    ("trigger", pa.string()),  # schedule | catch_up | inputs | manual
     ("scheduled_for", pa.timestamp("us", tz="UTC")),
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("ended_at", pa.timestamp("us", tz="UTC")),
@@ -55,7 +58,8 @@ class Job:
 
     Attributes:
         name: the job name.
-        cron: a cron expression (5 fields; a 6th field is seconds, e.g. ``* * * * * */10``).
+        cron: a cron expression (5 fields; a 6th field is seconds, e.g. ``* * * * * */10``);
+            empty for a job that runs only when its inputs moved.
         command: telcolake CLI arguments (``["ingest", "--until-caught-up", "--json"]``);
             placeholders ``{date}``, ``{prev_date}``, ``{month}``, ``{prev_month}`` and
             ``{scheduled_for}`` are filled from the run's scheduled time (UTC).
@@ -64,10 +68,21 @@ class Job:
         retry_backoff_s: wait before retry k is ``retry_backoff_s * 2**(k-1)``.
         timeout_s: an attempt running longer is killed and fails.
         enabled: disabled jobs are listed but never scheduled.
+        reads: lake tables the job reads (``silver/usage``, or a prefix ending in ``*`` such as
+            ``gold/*``); it never runs beside a job that writes one of them.
+        writes: lake tables the job writes, in the same form; a job reading them runs after it.
+        after: jobs that run before this one when both are due (on top of reads/writes).
+        on_inputs: also run when a table in ``reads`` moved since the last successful run.
+        min_interval_s: an ``on_inputs`` run starts at most this often.
+        grace_s: a run due at T starts at T + grace_s (its placeholders still use T): closing
+            a billing cycle only after late usage had time to land.
+        exclusive: runs alone (no other job beside it), e.g. compaction of every table.
+        under_up: false for work that ``telcolake up`` does continuously (ingest, streams):
+            the scheduler inside ``up`` leaves such a job out.
     """
 
     name: str
-    cron: str
+    cron: str = ""
     command: tuple[str, ...] = ()
     exec: tuple[str, ...] = ()
     retries: int = 2
@@ -75,6 +90,14 @@ class Job:
     timeout_s: float = 3600.0
     enabled: bool = True
     description: str = ""
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    on_inputs: bool = False
+    min_interval_s: float = 300.0
+    grace_s: float = 0.0
+    exclusive: bool = False
+    under_up: bool = True
 
     def argv(self, scheduled_for: datetime) -> list[str]:
         values = placeholders(scheduled_for)
@@ -96,13 +119,28 @@ class Job:
         argv = self.argv(scheduled_for)
         return json.dumps(argv if self.exec else argv[3:])
 
-    def next_after(self, when: datetime) -> datetime:
-        return croniter(self.cron, when).get_next(datetime)
+    def next_after(self, when: datetime) -> datetime | None:
+        """The first scheduled time after ``when`` (None for a job without a cron)."""
+        return croniter(self.cron, when).get_next(datetime) if self.cron else None
 
-    def latest_at_or_before(self, when: datetime) -> datetime:
-        """The latest fire time at or before ``when``."""
+    def latest_at_or_before(self, when: datetime) -> datetime | None:
+        """The latest scheduled time at or before ``when`` (None for a job without a cron)."""
+        if not self.cron:
+            return None
         probe = when + timedelta(microseconds=1)
         return croniter(self.cron, probe).get_prev(datetime)
+
+    def latest_ripe(self, now: datetime) -> datetime | None:
+        """The latest scheduled time whose grace has passed by ``now``: what a start catches up."""
+        return self.latest_at_or_before(now - timedelta(seconds=self.grace_s))
+
+    def shown_schedule(self) -> str:
+        parts = [self.cron] if self.cron else []
+        if self.grace_s:
+            parts.append(f"+{self.grace_s:g}s grace")
+        if self.on_inputs:
+            parts.append(f"on inputs (>= {self.min_interval_s:g}s apart)")
+        return ", ".join(parts) or "-"
 
 
 def placeholders(when: datetime) -> dict[str, str]:
@@ -117,58 +155,36 @@ def placeholders(when: datetime) -> dict[str, str]:
     }
 
 
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} = {value!r}: expected a non-empty list of strings")
-    return tuple(value)
-
-
-def _number(table: Mapping[str, Any], key: str, default: float, where: str, *, minimum: float) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"{where}.{key} = {value!r}: expected a number >= {minimum:g}")
-    return value
-
-
 def parse_job(name: str, table: Mapping[str, Any]) -> Job:
-    """Validate one ``[jobs.<name>]`` table.
+    """Check one ``[jobs.<name>]`` table against its declaration in :mod:`pipelines.core.keys`.
 
     Raises:
         ConfigError: one line naming the key and what is allowed.
     """
-    where = f"jobs.{name}"
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: expected a table with cron and command")
-    unknown = set(table) - KNOWN_KEYS
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown key; allowed: {', '.join(sorted(KNOWN_KEYS))}")
-    cron = table.get("cron")
-    if not isinstance(cron, str) or not croniter.is_valid(cron):
-        raise ConfigError(f"{where}.cron = {cron!r}: expected a cron expression such as '*/5 * * * *'")
-    if ("command" in table) == ("exec" in table):
-        raise ConfigError(f"{where}: expected exactly one of command (telcolake arguments) or exec (a program argv)")
-    enabled = table.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}.enabled = {enabled!r}: expected true or false")
-    retries = _number(table, "retries", 2, where, minimum=0)
-    if retries != int(retries):
-        raise ConfigError(f"{where}.retries = {retries!r}: expected a whole number >= 0")
-    return Job(
-        name=name,
-        cron=cron,
-        command=_str_list(table["command"], f"{where}.command") if "command" in table else (),
-        exec=_str_list(table["exec"], f"{where}.exec") if "exec" in table else (),
-        retries=int(retries),
-        retry_backoff_s=float(_number(table, "retry_backoff_s", 10.0, where, minimum=0)),
-        timeout_s=float(_number(table, "timeout_s", 3600.0, where, minimum=0.001)),
-        enabled=enabled,
-        description=str(table.get("description", "")),
-    )
+    v = check_table(JOB, dict(table) if isinstance(table, Mapping) else table, f"jobs.{key_path(name)}")
+    return Job(name=name, cron=v.get("cron", ""), command=v.get("command", ()), exec=v.get("exec", ()), retries=v["retries"],
+               retry_backoff_s=v["retry_backoff_s"], timeout_s=v["timeout_s"], enabled=v["enabled"], description=v["description"],
+               reads=v["reads"], writes=v["writes"], after=v["after"], on_inputs=v["on_inputs"], min_interval_s=v["min_interval_s"],
+               grace_s=v["grace_s"], exclusive=v["exclusive"], under_up=v["under_up"])
 
 
 def load_jobs(settings: Settings) -> dict[str, Job]:
-    """Every job of ``[jobs]`` in the config, by name."""
-    return {name: parse_job(name, table) for name, table in settings.section("jobs").items()}
+    """Every job of ``[jobs]`` in the config, by name.
+
+    Raises:
+        ConfigError: a bad job table, an ``after`` naming no job, or a cycle of ``after``.
+    """
+    jobs = {name: parse_job(name, table) for name, table in settings.section("jobs").items()}
+    for job in jobs.values():
+        for other in job.after:
+            if other not in jobs:
+                raise ConfigError(f"jobs.{job.name}.after: no job {other!r}; configured: {', '.join(sorted(jobs))}")
+    from pipelines.ops.jobgraph import after_cycle
+
+    cycle = after_cycle(jobs)
+    if cycle:
+        raise ConfigError(f"jobs: the after lists form a cycle: {' -> '.join(cycle)}")
+    return jobs
 
 
 def table_versions(lake: Lake) -> dict[str, int]:
@@ -256,17 +272,51 @@ def error_tail(text: str) -> str:
     return "\n".join(line for line in lines if line)[-ERROR_TAIL_CHARS:]
 
 
-def _attempt(job: Job, argv: list[str], env: Mapping[str, str]) -> tuple[int | None, str, str]:
-    """Run one attempt; (exit code or None on timeout, stdout, stderr)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env),
-                            start_new_session=True)
+def die_with_parent() -> None:
+    """In a child before exec: get SIGKILL when the process that started it dies (Linux), and
+    its own process group (a timeout or shutdown kills the whole job; Ctrl-C reaches only us)."""
     try:
-        out, err = proc.communicate(timeout=job.timeout_s)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return None, out, err + f"\ntimed out after {job.timeout_s:g}s; killed"
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+INTERRUPTED = "interrupted: the scheduler stopped"
+
+
+def _attempt(job: Job, argv: list[str], env: Mapping[str, str], cancel: threading.Event | None = None) -> tuple[int | None, str, str]:
+    """Run one attempt; (exit code or None on timeout/cancel, stdout, stderr).
+
+    With ``cancel`` set while it runs, the job's process group gets SIGTERM, then SIGKILL
+    after 10 s, and the error says it was interrupted.
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env),
+                            preexec_fn=die_with_parent)
+    deadline = time.monotonic() + job.timeout_s
+    while True:
+        try:
+            out, err = proc.communicate(timeout=0.5 if cancel is not None else max(0.001, deadline - time.monotonic()))
+            return proc.returncode, out, err
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel is not None and cancel.is_set():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+            return None, out, (err or "") + f"\n{INTERRUPTED}"
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            return None, out, err + f"\ntimed out after {job.timeout_s:g}s; killed"
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -289,29 +339,43 @@ def run_job(
     recorder: Recorder,
     stop: threading.Event | None = None,
     on_attempt: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+    before_retry: Callable[[], bool] | None = None,
+    after_attempt: Callable[[], None] | None = None,
 ) -> dict:
-    """Run ``job`` (the caller holds its lock) with retries; record every attempt; return the last record."""
+    """Run ``job`` (the caller holds its lock) with retries; record every attempt; return the last record.
+
+    ``stop`` starts no further retry; ``cancel`` also interrupts the running attempt (its
+    record is failed and not final, so the next start catches the run up). The scheduler's
+    ``before_retry`` blocks until a retry may start (False: give up) and ``after_attempt``
+    frees the job's slot, so a job waiting for its retry holds no slot.
+    """
     lake, env = recorder.lake, child_env(settings)
     run_id = uuid.uuid4().hex[:12]
     argv = job.argv(scheduled_for)
     attempts = job.retries + 1
     record: dict = {}
     for attempt in range(1, attempts + 1):
+        if attempt > 1 and before_retry is not None and not before_retry():
+            break
         before = table_versions(lake)
         started = datetime.now(UTC)
         t0 = time.monotonic()
         try:
-            code, out, err = _attempt(job, argv, env)
+            code, out, err = _attempt(job, argv, env, cancel)
         except OSError as exc:
             code, out, err = 127, "", f"cannot start {argv[0]}: {exc}"
         duration = time.monotonic() - t0
+        if after_attempt is not None:
+            after_attempt()
         after = table_versions(lake)
         ok = code == 0
-        last = attempt == attempts or ok or (stop is not None and stop.is_set())
+        interrupted = code is None and err.endswith(INTERRUPTED)
+        last = (attempt == attempts or ok or (stop is not None and stop.is_set())) and not interrupted
         error = None
         if not ok:
-            reason = "timed out" if code is None else f"exit code {code}"
-            error = f"{reason}: " + error_tail(err.strip() or out.strip())
+            reason = "" if interrupted else "timed out: " if code is None else f"exit code {code}: "
+            error = reason + error_tail(err.strip() or out.strip())
         record = recorder.record(
             job=job.name, run_id=run_id, trigger=trigger, scheduled_for=scheduled_for, started_at=started,
             ended_at=datetime.now(UTC), duration_s=round(duration, 3), status="ok" if ok else "failed",
@@ -321,7 +385,7 @@ def run_job(
         )
         if on_attempt:
             on_attempt(record)
-        if last:
+        if last or interrupted:
             break
         wait = job.retry_backoff_s * 2 ** (attempt - 1)
         if stop is not None:
@@ -347,10 +411,12 @@ def history(lake: Lake, job: str | None = None, *, limit: int = 20) -> list[dict
 
 
 def last_runs(settings: Settings) -> list[dict]:
-    """Per job, its latest finished run (a skipped one only when it never ran): for ``telcolake status``.
+    """Per job, its latest attempt (a skipped one only when it never ran): for ``jobs list`` and ``status``.
 
-    Each dict has job, status (ok | failed | skipped), trigger, scheduled_for, started_at,
-    ended_at, attempt, rows and error.
+    The latest attempt, not only a final one: a failed attempt whose retry never came (the
+    scheduler stopped during the backoff) is still the job's last word. Each dict has job,
+    status (ok | failed | skipped), trigger, scheduled_for, started_at, ended_at, attempt,
+    max_attempts, is_final, rows and error.
     """
     lake = Lake.from_settings(settings)
     if not lake.exists(JOB_RUNS):
@@ -359,20 +425,38 @@ def last_runs(settings: Settings) -> list[dict]:
 
     con = duckdb.connect()
     con.register("job_runs", lake.dataset(JOB_RUNS))
-    sql = """select job, status, trigger, scheduled_for, started_at, ended_at, attempt, rows, error
-             from job_runs where is_final
-             qualify row_number() over (partition by job order by status <> 'skipped' desc, started_at desc) = 1
+    sql = """select job, status, trigger, scheduled_for, started_at, ended_at, attempt, max_attempts, is_final, rows, error
+             from job_runs
+             qualify row_number() over (partition by job order by status <> 'skipped' desc, started_at desc, attempt desc) = 1
              order by job"""
     return con.sql(sql).to_arrow_table().to_pylist()
 
 
 def last_scheduled(lake: Lake) -> dict[str, datetime]:
-    """Per job, the latest ``scheduled_for`` of a scheduled (not manual) run, from ``ops/job_runs``."""
+    """Per job, the latest ``scheduled_for`` a cron run (schedule or catch-up) covered, from ``ops/job_runs``.
+
+    A run counts once it succeeded, exhausted its retries or was skipped; one interrupted by a
+    shutdown, or whose retry never came, does not: the next start runs it again.
+    """
     if not lake.exists(JOB_RUNS):
         return {}
     import duckdb
 
     con = duckdb.connect()
     con.register("job_runs", lake.dataset(JOB_RUNS))
-    rows = con.sql("select job, max(scheduled_for) from job_runs where trigger <> 'manual' group by job").fetchall()
+    rows = con.sql("""select job, max(scheduled_for) from job_runs
+                      where trigger in ('schedule', 'catch_up') and (is_final or status = 'ok') group by job""").fetchall()
     return {job: ts.astimezone(UTC) for job, ts in rows if ts is not None}
+
+
+def last_ok_inputs(lake: Lake) -> dict[str, tuple[datetime, dict[str, int]]]:
+    """Per job, when its latest successful attempt started and the table versions it saw then."""
+    if not lake.exists(JOB_RUNS):
+        return {}
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("job_runs", lake.dataset(JOB_RUNS))
+    rows = con.sql("""select job, started_at, input_versions from job_runs where status = 'ok'
+                      qualify row_number() over (partition by job order by started_at desc) = 1""").fetchall()
+    return {job: (ts.astimezone(UTC), json.loads(v or "{}")) for job, ts, v in rows}

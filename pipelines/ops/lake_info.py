@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.core.lake import Lake, view_name
+from pipelines.core.lake import Lake, Skipped, view_name, view_names
 
 
 @dataclass
@@ -29,7 +29,7 @@ class TableInfo:
         return asdict(self)
 
 
-def table_info(lake: Lake, name: str, *, now: datetime | None = None) -> TableInfo:
+def table_info(lake: Lake, name: str, *, now: datetime | None = None, view: str | None = None) -> TableInfo:
     """Version, row count (from file statistics), size (sum of file sizes) and last commit of ``name``."""
     dt = lake.table(name)
     adds = pa.table(dt.get_add_actions(flatten=True))
@@ -44,7 +44,7 @@ def table_info(lake: Lake, name: str, *, now: datetime | None = None) -> TableIn
     now = now or datetime.now(UTC)
     return TableInfo(
         table=name,
-        view=view_name(name),
+        view=view_name(name) if view is None else view,
         version=dt.version(),
         rows=rows,
         files=adds.num_rows,
@@ -55,10 +55,36 @@ def table_info(lake: Lake, name: str, *, now: datetime | None = None) -> TableIn
     )
 
 
-def lake_tables(lake: Lake) -> list[TableInfo]:
-    """``table_info`` of every table under the lake root, by name."""
+@dataclass
+class LakeReport:
+    """Every registered table's info, and what discovery or reading skipped, with the reason."""
+
+    tables: list[TableInfo]
+    skipped: list[Skipped]
+
+
+def lake_report(lake: Lake) -> LakeReport:
+    """``table_info`` of every table discovery finds; a table that cannot be read is skipped with the reason.
+
+    A table whose view name another table took keeps its row with an empty ``view``.
+    """
     now = datetime.now(UTC)
-    return [table_info(lake, name, now=now) for name in lake.list_tables()]
+    found = lake.discover()
+    skipped = list(found.skipped)
+    views = {table: view for view, table in view_names(found.tables, skipped).items() if view == view_name(table)}
+    infos = []
+    for name in found.tables:
+        try:
+            infos.append(table_info(lake, name, now=now, view=views.get(name, "")))
+        except Exception as exc:  # noqa: BLE001 - one broken table must not hide the others
+            lines = str(exc).strip().splitlines()
+            skipped.append(Skipped(name, f"cannot be read: {(lines[0] if lines else type(exc).__name__)[:300]}"))
+    return LakeReport(infos, skipped)
+
+
+def lake_tables(lake: Lake) -> list[TableInfo]:
+    """``table_info`` of every readable table under the layer roots, by name (see :func:`lake_report`)."""
+    return lake_report(lake).tables
 
 
 def human_bytes(n: int) -> str:

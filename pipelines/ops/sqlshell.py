@@ -16,12 +16,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from pipelines.core.errors import ConfigError, LakeError
-from pipelines.core.lake import Lake, view_names
+from pipelines.core.lake import Lake, Skipped, view_names
 
 Format = Literal["table", "csv", "json"]
 FORMATS = ("table", "csv", "json")
 PROMPT, CONTINUE = "telcolake> ", "      ...> "
-HELP = """.tables            list the registered views and the table each reads
+HELP = """.tables            list the registered views and the table each reads (and what was skipped, why)
 .mode table|csv|json  change the output format
 .help              this text
 .quit / .exit      leave (so does Ctrl-D)
@@ -74,8 +74,13 @@ def register_lake(
     *,
     versions: Mapping[str, int] | None = None,
     as_of: str | datetime | None = None,
+    skipped: list[Skipped] | None = None,
 ) -> dict[str, str]:
     """Register every lake table on ``con`` as a view; return view name -> table name.
+
+    Tables discovery skips (names that are no SQL identifier, tables outside the layer roots,
+    symlinks, view-name collisions) and tables that cannot be opened are left out, each with
+    its reason appended to ``skipped``: one bad directory never makes every query fail.
 
     Args:
         con: the DuckDB connection.
@@ -83,17 +88,20 @@ def register_lake(
         versions: pins (view name or table name -> Delta version); they win over ``as_of``.
         as_of: read each table at its latest version committed at or before this time;
             tables created after it are not registered.
+        skipped: when given, receives what was not registered and why.
 
     Raises:
         ConfigError: a pinned name is not a table of the lake.
-        LakeError: a pinned version does not exist.
+        LakeError: a pinned version does not exist or a pinned table cannot be read.
 
     Example:
         >>> con = duckdb.connect()
         >>> views = register_lake(con, lake, versions={"silver_usage": 3})
         >>> con.sql("select count(*) from silver_usage").fetchone()
     """
-    views = view_names(lake.list_tables())
+    found = lake.discover()
+    left_out = list(found.skipped)
+    views = view_names(found.tables, left_out)
     tables = set(views.values())
     pins: dict[str, int] = {}
     for key, version in (versions or {}).items():
@@ -108,7 +116,11 @@ def register_lake(
         if name in pins:
             resolved[name] = pins[name]
         elif when is not None:
-            at = version_at(lake, name, when)
+            try:
+                at = version_at(lake, name, when)
+            except Exception as exc:  # noqa: BLE001 - a broken table is reported, not fatal
+                left_out.append(Skipped(name, f"cannot read its history: {_first_line(exc)}"))
+                continue
             if at is not None:  # a table created after ``as_of`` is left out
                 resolved[name] = at
         else:
@@ -119,15 +131,24 @@ def register_lake(
         if name not in resolved:
             continue
         if name not in datasets:
-            if not lake.exists(name):
-                raise LakeError(f"table {name} does not exist under {lake.root}")
             try:
                 datasets[name] = scannable(lake.dataset(name, version=resolved[name]))
-            except Exception as exc:  # delta-rs raises its own errors for a missing version
-                raise LakeError(f"table {name}: cannot read version {resolved[name]}: {exc}") from None
+            except Exception as exc:  # delta-rs raises its own errors for a missing version or a broken log
+                if name in pins:
+                    raise LakeError(f"table {name}: cannot read version {resolved[name]}: {_first_line(exc)}") from None
+                left_out.append(Skipped(name, f"cannot be read: {_first_line(exc)}"))
+                resolved.pop(name)
+                continue
         con.register(view, datasets[name])
         registered[view] = name
+    if skipped is not None:
+        skipped.extend(left_out)
     return registered
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
 
 
 VIEW_TYPES = (pa.types.is_string_view, pa.types.is_binary_view, pa.types.is_list_view)
@@ -223,8 +244,9 @@ class Shell:
     """A tiny DuckDB REPL over a connection with the lake registered."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, views: Mapping[str, str], *, fmt: Format = "table",
-                 out: TextIO | None = None, err: TextIO | None = None):
+                 out: TextIO | None = None, err: TextIO | None = None, skipped: Iterable[Skipped] = ()):
         self.con, self.views, self.fmt = con, dict(views), fmt
+        self.skipped = list(skipped)
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.failures = 0
 
@@ -237,6 +259,8 @@ class Shell:
             width = max((len(v) for v in self.views), default=0)
             for view, name in sorted(self.views.items()):
                 self.out.write(f"{view:<{width}}  {name}\n")
+            for s in self.skipped:
+                self.out.write(f"skipped {s.path}: {s.reason}\n")
         elif word == ".mode" and arg.strip() in FORMATS:
             self.fmt = arg.strip()  # type: ignore[assignment]
         elif word == ".help":

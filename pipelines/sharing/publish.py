@@ -1,10 +1,15 @@
-"""Build each partner's share tables with DuckDB, gate them, and publish them as new Delta versions.
+"""Build each partner's share tables with DuckDB, gate them, and publish them as one consistent share.
 
-A publish pins its inputs, builds every table of a partner, skips tables whose content is
-unchanged (same content hash as the published version: no new version), stages the changed
-ones under ``staging/shares/...``, runs the quality gate on the staged tables and only then
-overwrites ``shares/<partner>/<table>``. A failed gate publishes nothing for that partner and
-leaves the previous versions in place.
+A publish pins its inputs, builds every table of a partner, and compares each with what the
+share table holds now (its content hash: recorded in the partner's manifest, or computed from
+the table when a commit came after it). Unchanged tables get no new version, so maintenance
+(OPTIMIZE/VACUUM commits on inputs or shares) never republishes anything. Changed tables are
+staged under ``staging/shares/...`` and gated; only if the gate passes are they committed, in
+the partner's table order, as a MERGE on the table's key (the change feed carries only rows
+that changed), and then one manifest row (``ops/share_manifests``) makes the new share
+visible at once. A failed gate publishes nothing; a publish killed between two commits leaves
+the previous manifest in force (the server serves each table as of it), and the next publish
+completes the share.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +33,8 @@ from pipelines.core.config import REPO_ROOT, Settings
 from pipelines.core.duck import model_sql, query
 from pipelines.core.errors import LakeError, QualityGateFailed
 from pipelines.core.lake import Lake
+from pipelines.core.lease import leased
+from pipelines.sharing import manifest
 from pipelines.sharing.gate import run_gate
 from pipelines.sharing.registry import Partner, load_partners, partner_secret, sharing_settings
 
@@ -46,6 +56,8 @@ ORDER = {
 }
 CDF = {"delta.enableChangeDataFeed": "true"}
 StepCallback = Callable[[str], None]
+KILL_AFTER_ENV = "TELCOLAKE_TEST_KILL_PUBLISH_AFTER_COMMITS"  # tests only: SIGKILL this process after the Nth publish commit
+_commits = 0
 
 
 @dataclass
@@ -83,10 +95,15 @@ def pseudonyms(ids: pa.Array, secret: bytes) -> pa.Table:
 
 
 def content_hash(table: pa.Table) -> str:
-    """SHA-256 of the table's schema and rows (rows already in key order)."""
+    """SHA-256 of the table's column names, types and rows (rows already in key order).
+
+    Schema metadata and nullability are left out, so a table read back from Delta hashes like
+    the Arrow table it was written from.
+    """
+    plain = pa.schema([pa.field(f.name, f.type) for f in table.schema])
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
+    with pa.ipc.new_stream(sink, plain) as writer:
+        writer.write_table(table.cast(plain).combine_chunks())
     return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
@@ -158,16 +175,97 @@ def build_tables(lake: Lake, partner: Partner, versions: dict[str, int], secret:
     return out
 
 
-def _published_hash(lake: Lake, name: str) -> tuple[str | None, int]:
+def _committed(what: str) -> None:
+    """Count a commit of this publish; the kill test's hook ends the process here, like a crash."""
+    global _commits
+    _commits += 1
+    after = os.environ.get(KILL_AFTER_ENV)
+    if after and after.isdigit() and _commits == int(after):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Current:
+    """What a share table holds now: content hash, version and rows (None, None, 0: no table yet)."""
+
+    digest: str | None
+    version: int | None
+    rows: int
+
+
+def current_content(lake: Lake, log: manifest.ChangeLog, partner: Partner, table: str, last: manifest.Manifest | None) -> Current:
+    """The share table's present content, from the manifest when no data changed since it, else read and hashed.
+
+    Data commits after the manifest's version (a killed publish) or a table the manifest does
+    not know (a share published before manifests) are read back in key order and hashed.
+    """
+    name = partner.share_table(table)
     dt = lake.maybe_table(name)
     if dt is None:
-        return None, 0
-    latest = dt.history(1)[0]
-    return latest.get("content_sha256"), dt.count()
+        return Current(None, None, 0)
+    latest = dt.version()
+    entry = last.tables.get(table) if last else None
+    if entry is not None and manifest.served_version(log, name, entry, latest) == latest:
+        return Current(entry.content_sha256, latest, entry.rows)
+    data = lake.read(name).sort_by([(k, "ascending") for k in ORDER[table]])
+    return Current(content_hash(data), latest, data.num_rows)
 
 
+def _same_columns(dt, data: pa.Table) -> bool:
+    have = pa.schema(dt.schema().to_arrow())
+    return [(f.name, f.type) for f in have] == [(f.name, f.type) for f in pa.schema(data.schema)]
+
+
+def commit_table(lake: Lake, partner: Partner, table: str, data: pa.Table, digest: str, versions: dict[str, int]) -> int:
+    """Make ``shares/<partner>/<table>`` hold ``data``; returns the table version that holds it.
+
+    A new table is created with the change data feed on; an existing one gets a MERGE on the
+    table's key (update rows whose values differ, insert new keys, delete keys that are gone),
+    so the change feed shows exactly the rows that changed. When the columns changed (a new
+    model version), the table is overwritten instead.
+    """
+    name = partner.share_table(table)
+    meta = {"content_sha256": digest, "input_versions": json.dumps(versions, sort_keys=True), "partner": partner.partner_id}
+    dt = lake.maybe_table(name)
+    if dt is None or not _same_columns(dt, data):
+        return lake.write(name, data, mode="overwrite", schema_mode="overwrite", configuration=CDF, metadata=meta)
+    from deltalake import CommitProperties
+    from deltalake.exceptions import CommitFailedError
+
+    keys = ORDER[table]
+    on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+    differs = " OR ".join(f'(t."{c}" IS DISTINCT FROM s."{c}")' for c in data.column_names if c not in keys) or "false"
+    for attempt in range(10):
+        try:
+            (lake.table(name).merge(data, predicate=on, source_alias="s", target_alias="t",
+                                    commit_properties=CommitProperties(custom_metadata=meta, max_commit_retries=10))
+             .when_matched_update_all(predicate=differs).when_not_matched_insert_all().when_not_matched_by_source_delete().execute())
+            return lake.table(name).version()
+        except CommitFailedError:  # a concurrent maintenance commit: merge again on the new version
+            if attempt == 9:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _manifest_needed(lake: Lake, log: manifest.ChangeLog, partner: Partner, last: manifest.Manifest | None,
+                     entries: dict[str, manifest.Entry]) -> bool:
+    """A new manifest is written when the share's content moved past the last one (not for maintenance commits)."""
+    if last is None or set(last.tables) != set(entries):
+        return True
+    for table, e in entries.items():
+        before = last.tables[table]
+        if before.content_sha256 != e.content_sha256 or manifest.served_version(log, partner.share_table(table), before, e.version) != e.version:
+            return True
+    return False
+
+
+@leased(lambda _settings, partner, **_k: f"publish:{partner.partner_id}")
 def publish_partner(settings: Settings, partner: Partner, *, on_step: StepCallback | None = None) -> PublishResult:
     """Build, gate and publish one partner's share.
+
+    One publish per partner at a time (a lease in ``ops/leases``): a second one waits, then
+    finds the tables unchanged.
 
     Raises:
         QualityGateFailed: the inputs or the new content failed the gate; nothing was published.
@@ -187,39 +285,49 @@ def publish_partner(settings: Settings, partner: Partner, *, on_step: StepCallba
         raise QualityGateFailed(f"partner {partner.partner_id}: inputs failed the quality gate; nothing published:\n" + "\n".join(inputs_gate.failures))
     step(f"{partner.partner_id}: building {', '.join(partner.tables)}")
     built = build_tables(lake, partner, versions, secret)
+    last, log = manifest.latest(lake, partner.partner_id), manifest.ChangeLog(lake)
+    entries: dict[str, manifest.Entry] = {}
     changed: dict[str, tuple[pa.Table, str]] = {}
     for table, data in built.items():
-        digest = content_hash(data)
-        published, previous_rows = _published_hash(lake, partner.share_table(table))
-        if published == digest:
-            result.tables.append(TableResult(table, "unchanged", data.num_rows, lake.version(partner.share_table(table))))
+        digest, now = content_hash(data), current_content(lake, log, partner, table, last)
+        if now.digest == digest:
+            entries[table] = manifest.Entry(now.version, digest, data.num_rows)
+            result.tables.append(TableResult(table, "unchanged", data.num_rows, now.version))
             continue
         changed[table] = (data, digest)
         lake.write(partner.staging_table(table), data, mode="overwrite", schema_mode="overwrite", metadata={
-            "content_sha256": digest, "previous_rows": previous_rows, "k_anonymity": partner.k_anonymity,
+            "content_sha256": digest, "previous_rows": now.rows, "k_anonymity": partner.k_anonymity,
             "min_row_ratio": ss.min_row_ratio, "max_row_ratio": ss.max_row_ratio,
         })
-    if not changed:
-        result.gate = "not needed (unchanged)"
-        return result
-    step(f"{partner.partner_id}: quality gate on {len(changed)} new table(s)")
-    from quality.shares import suites_for
+        _committed(f"staged {table}")
+    if changed:
+        step(f"{partner.partner_id}: quality gate on {len(changed)} new table(s)")
+        from quality.shares import suites_for
 
-    staged = [partner.staging_table(t) for t in changed]
-    suites = [s for t in changed for s in suites_for(partner.partner_id, t, partner.staging_table(t))]
-    outcome = run_gate(settings, staged, suites)
-    result.gate = f"{'passed' if outcome.ok else 'failed'} ({outcome.how})"
-    if not outcome.ok:
-        result.failures = outcome.failures
-        result.tables += [TableResult(t, "refused", d.num_rows) for t, (d, _) in changed.items()]
-        raise QualityGateFailed(f"partner {partner.partner_id}: share failed the quality gate; previous versions stay published:\n"
-                                + "\n".join(outcome.failures))
-    for table, (data, digest) in changed.items():
+        staged = [partner.staging_table(t) for t in changed]
+        suites = [s for t in changed for s in suites_for(partner.partner_id, t, partner.staging_table(t))]
+        outcome = run_gate(settings, staged, suites)
+        result.gate = f"{'passed' if outcome.ok else 'failed'} ({outcome.how})"
+        if not outcome.ok:
+            result.failures = outcome.failures
+            result.tables += [TableResult(t, "refused", d.num_rows) for t, (d, _) in changed.items()]
+            raise QualityGateFailed(f"partner {partner.partner_id}: share failed the quality gate; previous versions stay published:\n"
+                                    + "\n".join(outcome.failures))
+    else:
+        result.gate = "not needed (unchanged)"
+    for table in partner.tables:  # a fixed order; nothing is visible to the partner until the manifest below
+        if table not in changed:
+            continue
+        data, digest = changed[table]
         step(f"{partner.partner_id}: publishing {table}")
-        version = lake.write(partner.share_table(table), data, mode="overwrite", schema_mode="overwrite", configuration=CDF, metadata={
-            "content_sha256": digest, "input_versions": json.dumps(versions, sort_keys=True), "partner": partner.partner_id,
-        })
+        version = commit_table(lake, partner, table, data, digest, versions)
+        _committed(f"published {table}")
+        entries[table] = manifest.Entry(version, digest, data.num_rows)
         result.tables.append(TableResult(table, "published", data.num_rows, version))
+    if _manifest_needed(lake, log, partner, last, entries):
+        manifest.append(lake, partner.partner_id, entries, versions, previous=last)
+        _committed("manifest")
+    result.tables.sort(key=lambda t: partner.tables.index(t.table))
     return result
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.core.config import REPO_ROOT, Settings
 from pipelines.core.errors import ConfigError
+from pipelines.core.schema import Choice, Int, Strings, Table, Text, check_table, key_path, shown
 
 KINDS = ("roaming", "ott", "location")
 TABLES_FOR = {
@@ -70,7 +71,9 @@ class SharingSettings:
         min_row_ratio, max_row_ratio: a new share version's rows / the previous version's must be in this band.
         file_url_ttl_s: lifetime of the signed file URLs the server hands out.
         token_days: default lifetime of a partner bearer token.
-        endpoint: the server's public Delta Sharing endpoint written into profile files.
+        endpoint: the server's public Delta Sharing endpoint: written into profile files, and the
+            only base of the signed file URLs the server hands out.
+        max_body_bytes: a request body larger than this is refused (413) before it is read.
     """
 
     registry: Path
@@ -81,6 +84,7 @@ class SharingSettings:
     file_url_ttl_s: int = 900
     token_days: int = 90
     endpoint: str = "http://127.0.0.1:8765/delta-sharing"
+    max_body_bytes: int = 64 * 1024
 
 
 def _resolve(path: str) -> Path:
@@ -91,48 +95,45 @@ def _resolve(path: str) -> Path:
 
 
 def sharing_settings(settings: Settings) -> SharingSettings:
-    """Validated ``[sharing]`` settings (each bad value is a one-line ConfigError)."""
-    s = settings.section("sharing")
-    out: dict[str, Any] = {}
-    for key, kind, default in (("k_anonymity", int, 10), ("file_url_ttl_s", int, 900), ("token_days", int, 90),
-                               ("min_row_ratio", (int, float), 0.5), ("max_row_ratio", (int, float), 10.0)):
-        value = s.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-            raise ConfigError(f"sharing.{key} = {value!r}: expected a number greater than 0")
-        out[key] = value
-    if out["k_anonymity"] < 2:
-        raise ConfigError(f"sharing.k_anonymity = {out['k_anonymity']}: expected at least 2")
-    if out["min_row_ratio"] > 1 or out["max_row_ratio"] < 1:
-        raise ConfigError("sharing.min_row_ratio/max_row_ratio: expected min_row_ratio <= 1 <= max_row_ratio")
-    registry = os.environ.get("TELCOLAKE_PARTNERS") or str(s.get("registry", "partners.toml"))
-    secrets_file = os.environ.get("TELCOLAKE_SECRETS_FILE") or str(s.get("secrets_file", "secrets.toml"))
-    endpoint = str(s.get("endpoint", "http://127.0.0.1:8765/delta-sharing")).rstrip("/")
-    if not endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"sharing.endpoint = {endpoint!r}: expected an http(s):// URL ending in the /delta-sharing prefix")
-    return SharingSettings(registry=_resolve(registry), secrets_file=Path(secrets_file).expanduser().resolve(), endpoint=endpoint, **out)
+    """Checked ``[sharing]`` settings (each bad value is a one-line ConfigError)."""
+    values = settings.values("sharing")
+    registry, secrets_file = values.pop("registry"), values.pop("secrets_file")
+    registry = os.environ.get("TELCOLAKE_PARTNERS") or registry
+    secrets_file = os.environ.get("TELCOLAKE_SECRETS_FILE") or secrets_file
+    values["endpoint"] = values["endpoint"].rstrip("/")
+    return SharingSettings(registry=_resolve(registry), secrets_file=Path(secrets_file).expanduser().resolve(), **values)
+
+
+PARTNER = Table(keys={
+    "name": Text(max_len=200, what="a display name of at most 200 characters"),
+    "kind": Choice(*KINDS, default=None),
+    "tables": Strings(max_items=16),
+    "plmns": Strings(max_items=64),
+    "ott_partner_id": Text(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", what="the partner's id in usage records, e.g. \"ott-streamflix\""),
+    "k_anonymity": Int(2, 1_000_000),
+}, defaults=False)
+REGISTRY = Table(keys={"partners": Table(extra=PARTNER, extra_key=r".*", extra_name="partner", defaults=False)}, defaults=False)
 
 
 def _partner(pid: str, d: dict[str, Any], k_default: int) -> Partner:
-    w = f"partners.{pid}"
+    w = f"partners.{key_path(pid)}"
     if not NAME.match(pid):
-        raise ConfigError(f"{w}: partner ids are lower-case letters, digits, '-' and '_' (got {pid!r})")
+        raise ConfigError(f"{w}: partner ids are lower-case letters, digits, '-' and '_' (got {shown(pid)})")
     kind = d.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"{w}.kind = {kind!r}: expected one of {', '.join(KINDS)}")
-    tables = d.get("tables", list(TABLES_FOR[kind]))
-    if not isinstance(tables, list) or not tables or any(t not in TABLES_FOR[kind] for t in tables):
-        raise ConfigError(f"{w}.tables = {tables!r}: a {kind} partner may receive {', '.join(TABLES_FOR[kind])}")
-    plmns = d.get("plmns", [])
-    if kind == "roaming" and (not isinstance(plmns, list) or not plmns or not all(isinstance(p, str) and PLMN.match(p) for p in plmns)):
-        raise ConfigError(f"{w}.plmns = {plmns!r}: expected a list of MCC-MNC codes such as [\"208-01\"]")
+    if kind is None:
+        raise ConfigError(f"{w}.kind: missing; expected one of {', '.join(KINDS)}")
+    tables = d.get("tables", TABLES_FOR[kind])
+    if any(t not in TABLES_FOR[kind] for t in tables):
+        raise ConfigError(f"{w}.tables = {shown(list(tables))}: a {kind} partner may receive {', '.join(TABLES_FOR[kind])}")
+    plmns = d.get("plmns", ())
+    if kind == "roaming" and (not plmns or not all(PLMN.match(p) for p in plmns)):
+        raise ConfigError(f"{w}.plmns = {shown(list(plmns))}: expected a list of MCC-MNC codes such as [\"208-01\"]")
     ott = d.get("ott_partner_id")
-    if kind == "ott" and (not isinstance(ott, str) or not ott):
+    if kind == "ott" and not ott:
         raise ConfigError(f"{w}.ott_partner_id = {ott!r}: expected the partner's id in usage records, e.g. \"ott-streamflix\"")
-    k = d.get("k_anonymity", k_default)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise ConfigError(f"{w}.k_anonymity = {k!r}: expected an integer of at least 2")
-    return Partner(partner_id=pid, name=str(d.get("name", pid)), kind=kind, tables=tuple(tables),
-                   plmns=tuple(plmns) if kind == "roaming" else (), ott_partner_id=ott if kind == "ott" else None, k_anonymity=k)
+    return Partner(partner_id=pid, name=d.get("name", pid), kind=kind, tables=tuple(dict.fromkeys(tables)),
+                   plmns=tuple(plmns) if kind == "roaming" else (), ott_partner_id=ott if kind == "ott" else None,
+                   k_anonymity=d.get("k_anonymity", k_default))
 
 
 def load_partners(settings: Settings) -> dict[str, Partner]:
@@ -145,11 +146,11 @@ def load_partners(settings: Settings) -> dict[str, Partner]:
     if not ss.registry.is_file():
         raise ConfigError(f"sharing.registry: partner registry {ss.registry} does not exist")
     try:
-        doc = tomllib.loads(ss.registry.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{ss.registry}: not valid TOML: {exc}") from None
-    entries = doc.get("partners")
-    if not isinstance(entries, dict) or not entries:
+        doc = tomllib.loads(ss.registry.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{ss.registry}: not a readable TOML file: {str(exc).splitlines()[0]}") from None
+    entries = check_table(REGISTRY, doc).get("partners")
+    if not entries:
         raise ConfigError(f"{ss.registry}: expected at least one [partners.<id>] table")
     return {pid: _partner(pid, d, ss.k_anonymity) for pid, d in sorted(entries.items())}
 
@@ -165,10 +166,13 @@ def _secrets_doc(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return {str(k): str(v) for k, v in doc.get("partners", {}).items()}
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable TOML file: {str(exc).splitlines()[0]}") from None
+    entries = doc.get("partners", {})
+    if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+        raise ConfigError(f"{path}: expected a [partners] table of <id> = \"<secret>\" strings")
+    return dict(entries)
 
 
 def partner_secret(settings: Settings, partner: Partner) -> bytes:

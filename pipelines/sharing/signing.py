@@ -48,13 +48,16 @@ class UrlSigner:
         return f"{payload}.{sig}"
 
     def verify(self, token: str, now: float | None = None) -> FileGrant | None:
+        """The grant a token carries, or None when it is malformed, forged, changed or expired."""
+        if not isinstance(token, str) or len(token) > 8192 or not token.isascii():
+            return None
         payload, _, sig = token.partition(".")
         expected = _b64(hmac.new(self.key, payload.encode(), hashlib.sha256).digest())
-        if not sig or not hmac.compare_digest(sig, expected):
+        if not sig or not hmac.compare_digest(sig.encode(), expected.encode()):
             return None
         try:
             d = json.loads(_unb64(payload))
             grant = FileGrant(partner=str(d["p"]), table=str(d["t"]), path=str(d["f"]), expires=int(d["e"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             return None
         return grant if grant.expires > (now if now is not None else time.time()) else None

@@ -1,5 +1,6 @@
 """Simulator: a telco's usage, network and BSS events with planted behaviours and defects."""
 
+from pipelines.simulate.days import SimDays, simulate_days
 from pipelines.simulate.generate import (
     LATE_AFTER_S,
     Planted,
@@ -16,10 +17,12 @@ __all__ = [
     "DumpFiles",
     "Planted",
     "SimConfig",
+    "SimDays",
     "SimResult",
     "parse_date",
     "planted_summary",
     "produce",
     "simulate",
+    "simulate_days",
     "write_dir",
 ]

@@ -162,17 +162,16 @@ def make_bss(rng: np.random.Generator, pop: Population, clock: Clock, tag: str) 
     return BssOut(frame=frame, suspended=suspended, ott_sub=ott_sub, ott_partner=ott_partner, ott_since=ott_since)
 
 
-def complaints(rng: np.random.Generator, usage: pl.DataFrame, incidents: list[tuple[int, int, int]], pop: Population,
-               clock: Clock, tag: str) -> pl.DataFrame:
+def complaints(rng: np.random.Generator, hit_sub: np.ndarray, hit_t: np.ndarray, pop: Population, clock: Clock, tag: str) -> pl.DataFrame:
     """Tickets from subscribers whose calls dropped during an incident (hours after the first drop).
+
+    Args:
+        hit_sub, hit_t: subscriber index and start of every call dropped on a cell during its incident.
 
     Returns:
         events in the same columns as ``BssOut.frame``.
     """
-    hit = pl.lit(False)
-    for cell, t0, t1 in incidents:
-        hit = hit | ((pl.col("_cell") == cell) & pl.col("started_at").is_between(t0, t1, closed="left"))
-    drops = usage.filter(pl.col("is_dropped").fill_null(False) & hit).group_by("_sub").agg(
+    drops = pl.DataFrame({"_sub": np.asarray(hit_sub, np.int64), "started_at": np.asarray(hit_t, np.int64)}).group_by("_sub").agg(
         first=pl.col("started_at").min(), n=pl.len()).sort("_sub")
     sub, first, n = drops["_sub"].to_numpy(), drops["first"].to_numpy(), drops["n"].to_numpy()
     complain = rng.random(len(sub)) < np.where(n >= 2, 0.5, 0.15)

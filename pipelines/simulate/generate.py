@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -25,22 +25,16 @@ import polars as pl
 from pipelines.core.config import Settings
 from pipelines.core.contracts import CONTRACTS, Contract
 from pipelines.core.errors import ConfigError
-from pipelines.simulate.bss import complaints, make_bss
+from pipelines.simulate.bss import BssOut, complaints, make_bss
+from pipelines.simulate.defects import Defects, plan_defects
 from pipelines.simulate.network import make_network, pick_incidents
-from pipelines.simulate.usage import make_usage
-from pipelines.simulate.wire import (
-    MALFORMED_KINDS,
-    UNKEYED,
-    Malformed,
-    encode,
-    malformed,
-    wire_frame,
-)
-from pipelines.simulate.world import Clock, cell_table, epoch_s, ids, make_population
+from pipelines.simulate.usage import incident_mask, make_usage
+from pipelines.simulate.wire import Malformed, encode, wire_frame
+from pipelines.simulate.world import Clock, Population, cell_table, epoch_s, ids, make_population
 
 # A record is late when it arrives more than this after its event ended.
 LATE_AFTER_S = 3600
-_KEY_FIELD = {"usage.events": "subscriber_id", "network.events": "cell_id", "bss.events": "subscriber_id"}
+KEY_FIELD = {"usage.events": "subscriber_id", "network.events": "cell_id", "bss.events": "subscriber_id"}
 
 
 @dataclass(frozen=True)
@@ -99,13 +93,7 @@ class SimConfig:
         Raises:
             ConfigError: an unknown key or a value that is not allowed (one line).
         """
-        section = dict(settings.section("simulate"))
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"simulate.{unknown[0]}: unknown key; allowed: {', '.join(sorted(known))}")
-        if "start" in section:
-            section["start"] = parse_date(section["start"])
+        section = settings.values("simulate")
         section.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**section)
 
@@ -207,8 +195,25 @@ def _tag(seed: int) -> str:
     return f"{int(state) % 16**5:05x}"
 
 
-def simulate(cfg: SimConfig) -> SimResult:
-    """Generate every topic for ``cfg``; deterministic (same config, byte-identical values)."""
+@dataclass
+class World:
+    """What both paths share: the random streams, calendar, cells, population, lifecycle, incidents.
+
+    ``streams``: 0 population, 1 lifecycle, 2 incidents, 3 usage, 4 arrival and defects,
+    5 network and complaints, 6 redials.
+    """
+
+    cfg: SimConfig
+    streams: list[np.random.Generator]
+    clock: Clock
+    tag: str
+    cells: pl.DataFrame
+    pop: Population
+    bss: BssOut
+    incidents: list[tuple[int, int, int]]
+
+
+def make_world(cfg: SimConfig) -> World:
     streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(cfg.seed).spawn(7)]
     clock = Clock(start_s=epoch_s(cfg.start), days=cfg.days)
     tag = _tag(cfg.seed)
@@ -216,16 +221,17 @@ def simulate(cfg: SimConfig) -> SimResult:
     pop = make_population(streams[0], cfg.subscribers, clock, fraudsters=cfg.fraudsters, churn_rate=cfg.churn_rate, cells=cells)
     bss = make_bss(streams[1], pop, clock, tag)
     incidents = pick_incidents(streams[2], pop, clock)
-    usage = make_usage(streams[3], pop, clock, cells, bss, incidents, tag, redial_rng=streams[6])
-    network = make_network(streams[5], clock, cells, usage.frame, incidents, cfg.kpi_interval_s, tag)
+    return World(cfg=cfg, streams=streams, clock=clock, tag=tag, cells=cells, pop=pop, bss=bss, incidents=incidents)
 
-    tickets = complaints(streams[5], usage.frame, incidents, pop, clock, tag)
-    bss_frame = pl.concat([bss.frame, tickets]) if tickets.height else bss.frame
-    bss_frame = bss_frame.sort("t", "sub", maintain_order=True)
-    bss_frame = bss_frame.select(
-        ids(f"B{tag}", np.arange(bss_frame.height), 8).alias("event_id"),
-        pop.subscriber_id.gather(bss_frame["sub"]).alias("subscriber_id"),
-        pop.account_id.gather(bss_frame["sub"]).alias("account_id"),
+
+def bss_frame(w: World, tickets: pl.DataFrame) -> pl.DataFrame:
+    """Every lifecycle event (complaint tickets included) in occurred-time order, with event ids."""
+    frame = pl.concat([w.bss.frame, tickets]) if tickets.height else w.bss.frame
+    frame = frame.sort("t", "sub", maintain_order=True)
+    return frame.select(
+        ids(f"B{w.tag}", np.arange(frame.height), 8).alias("event_id"),
+        w.pop.subscriber_id.gather(frame["sub"]).alias("subscriber_id"),
+        w.pop.account_id.gather(frame["sub"]).alias("account_id"),
         pl.col("t").alias("occurred_at"),
         "kind",
         "plan_id",
@@ -233,81 +239,101 @@ def simulate(cfg: SimConfig) -> SimResult:
         "attributes",
         pl.col("t").alias("_end"),
     )
-    planted = Planted(roamers=usage.roamers)
-    planted.redial_chains = pop.subscriber_id.gather(usage.redial_subs).to_list()
-    result = SimResult(config=cfg, values={}, keys={}, timestamps={}, planted=planted)
-    rng = streams[4]
-    _assemble(result, rng, CONTRACTS["usage.events"], usage.frame, _usage_arrival(rng, usage.frame), late_rows=None)
-    kpi_rows = np.nonzero((network["kind"] == "kpi").to_numpy())[0]
-    arrival = network["_end"].to_numpy() * 1000 + rng.integers(1000, 30_000, network.height)
-    _assemble(result, rng, CONTRACTS["network.events"], network, arrival, late_rows=kpi_rows)
-    t = bss_frame["occurred_at"].to_numpy()
-    history = t < clock.start_s
-    arrival = np.where(history, clock.start_s * 1000 - 3_600_000 + np.cumsum(history), t * 1000 + 2000)
-    _assemble(result, rng, CONTRACTS["bss.events"], bss_frame, arrival, late_rows=np.zeros(0, np.int64))
 
+
+def bss_arrival(frame: pl.DataFrame, clock: Clock) -> np.ndarray:
+    """History events arrive an hour before the window starts (in order); window events 2 s after they occur."""
+    t = frame["occurred_at"].to_numpy()
+    history = t < clock.start_s
+    return np.where(history, clock.start_s * 1000 - 3_600_000 + np.cumsum(history), t * 1000 + 2000)
+
+
+def usage_arrival(rng: np.random.Generator, end_s: np.ndarray) -> np.ndarray:
+    """Mediation delay: seconds to minutes after the call or session ended."""
+    delay = np.minimum(5_000 + rng.exponential(25_000, len(end_s)), 15 * 60_000).astype(np.int64)
+    return end_s * 1000 + delay
+
+
+def network_arrival(rng: np.random.Generator, end_s: np.ndarray) -> np.ndarray:
+    """KPI samples and alarms arrive 1-30 s after their interval ended (or they were raised)."""
+    return end_s * 1000 + rng.integers(1000, 30_000, len(end_s))
+
+
+def fill_planted(planted: Planted, w: World) -> None:
+    """Churners, fraudsters and incidents (everything but the per-topic counts and the usage facts)."""
+    pop = w.pop
     churners = np.nonzero(pop.churn_s >= 0)[0]
     planted.churners = pop.subscriber_id.gather(churners).to_list()
     planted.churn_at = {s: datetime.fromtimestamp(int(t), UTC) for s, t in zip(planted.churners, pop.churn_s[churners], strict=True)}
     fraud = np.nonzero(pop.fraud > 0)[0]
     planted.fraudsters = pop.subscriber_id.gather(fraud).to_list()
     planted.fraud_kinds = {s: ("sim_box", "intl_velocity")[int(k) - 1] for s, k in zip(planted.fraudsters, pop.fraud[fraud], strict=True)}
-    names = cells["cell_id"].to_list()
-    planted.incidents = [(names[c], datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)) for c, a, b in incidents]
+    names = w.cells["cell_id"].to_list()
+    planted.incidents = [(names[c], datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)) for c, a, b in w.incidents]
+
+
+def count_defects(planted: Planted, topic: str, plan: Defects) -> None:
+    """Add a topic's planted defects to ``planted`` (topics in contract order)."""
+    planted.late_by_topic[topic] = len(plan.late_pos)
+    if len(plan.dup_src) or topic == "usage.events":
+        planted.duplicates = len(plan.dup_src)
+    planted.malformed_by_topic[topic] = len(plan.bad)
+    for _, m in plan.bad:
+        planted.malformed_kinds[m.kind] = planted.malformed_kinds.get(m.kind, 0) + 1
+    planted.per_topic[topic] = plan.records
     planted.late = sum(planted.late_by_topic.values())
     planted.malformed = sum(planted.malformed_by_topic.values())
+
+
+def defect_rates(cfg: SimConfig) -> dict[str, float]:
+    return {"late_rate": cfg.late_rate, "duplicate_rate": cfg.duplicate_rate, "malformed_rate": cfg.malformed_rate}
+
+
+def simulate(cfg: SimConfig) -> SimResult:
+    """Generate every topic for ``cfg`` at once; deterministic (same config, byte-identical values).
+
+    The whole window is held in memory (about 1 KB per record): for long windows use
+    :func:`pipelines.simulate.simulate_days`, which yields the same records day by day.
+    """
+    w = make_world(cfg)
+    streams, clock, pop = w.streams, w.clock, w.pop
+    usage = make_usage(streams[3], pop, clock, w.cells, w.bss, w.incidents, w.tag, redial_rng=streams[6])
+    network = make_network(streams[5], clock, w.cells, usage.frame, w.incidents, cfg.kpi_interval_s, w.tag)
+    hits = usage.frame.filter(pl.col("is_dropped").fill_null(False)
+                              & pl.Series(incident_mask(w.incidents, usage.frame["_cell"].to_numpy(), usage.frame["started_at"].to_numpy())))
+    tickets = complaints(streams[5], hits["_sub"].to_numpy(), hits["started_at"].to_numpy(), pop, clock, w.tag)
+    bss = bss_frame(w, tickets)
+
+    planted = Planted(roamers=usage.roamers)
+    planted.redial_chains = pop.subscriber_id.gather(usage.redial_subs).to_list()
+    result = SimResult(config=cfg, values={}, keys={}, timestamps={}, planted=planted)
+    rng = streams[4]
+    _assemble(result, rng, CONTRACTS["usage.events"], usage.frame, usage_arrival(rng, usage.frame["_end"].to_numpy()), late_rows=None)
+    kpi_rows = np.nonzero((network["kind"] == "kpi").to_numpy())[0]
+    _assemble(result, rng, CONTRACTS["network.events"], network, network_arrival(rng, network["_end"].to_numpy()), late_rows=kpi_rows)
+    _assemble(result, rng, CONTRACTS["bss.events"], bss, bss_arrival(bss, clock), late_rows=np.zeros(0, np.int64))
+    fill_planted(planted, w)
     return result
-
-
-def _usage_arrival(rng: np.random.Generator, frame: pl.DataFrame) -> np.ndarray:
-    """Mediation delay: seconds to minutes after the call or session ended."""
-    delay = np.minimum(5_000 + rng.exponential(25_000, frame.height), 15 * 60_000).astype(np.int64)
-    return frame["_end"].to_numpy() * 1000 + delay
 
 
 def _assemble(result: SimResult, rng: np.random.Generator, contract: Contract, frame: pl.DataFrame,
               arrival: np.ndarray, *, late_rows: np.ndarray | None) -> None:
     """Encode a topic, plant late/duplicate/malformed records, and order it by arrival."""
-    cfg, topic, planted = result.config, contract.topic, result.planted
-    n = frame.height
+    topic = contract.topic
     wire = wire_frame(frame, contract)
     values = encode(wire, contract)
-    keys = frame[_KEY_FIELD[topic]].cast(pl.Binary).to_numpy()
+    keys = frame[KEY_FIELD[topic]].cast(pl.Binary).to_numpy()
     end_ms = frame["_end"].to_numpy() * 1000
     arrival = arrival.astype(np.int64)
-
-    candidates = np.arange(n) if late_rows is None else late_rows
-    n_late = min(len(candidates), int(round(cfg.late_rate * len(candidates))))
-    late = rng.choice(candidates, size=n_late, replace=False) if n_late else np.zeros(0, np.int64)
-    arrival[late] = end_ms[late] + np.exp(rng.uniform(np.log(2 * 3_600_000), np.log(3 * 86_400_000), n_late)).astype(np.int64)
-    planted.late_by_topic[topic] = n_late
-
-    src = [np.arange(n)]
-    when = [arrival]
-    if topic == "usage.events" and cfg.duplicate_rate > 0:
-        is_late = np.zeros(n, bool)
-        is_late[late] = True
-        on_time = np.nonzero(~is_late)[0]
-        n_dup = min(len(on_time), int(round(cfg.duplicate_rate * n)))
-        dup = np.sort(rng.choice(on_time, size=n_dup, replace=False))
-        src.append(dup)
-        when.append(arrival[dup] + rng.integers(60_000, 30 * 60_000, n_dup))
-        planted.duplicates = n_dup
-    src_all, when_all = np.concatenate(src), np.concatenate(when)
-
-    bad: list[tuple[int, Malformed]] = []
-    if cfg.malformed_rate > 0 and n:
-        share = 1.0 if topic == "usage.events" else 0.25
-        n_bad = max(1, int(round(cfg.malformed_rate * n * share)))
-        origin = np.sort(rng.choice(n, size=min(n, n_bad), replace=False))
-        kinds = [MALFORMED_KINDS[i % len(MALFORMED_KINDS)] for i in rng.permutation(len(origin))]
-        prefix = {"usage.events": "U", "network.events": "N", "bss.events": "B"}[topic] + _tag(cfg.seed) + "M"
-        for j, (o, kind) in enumerate(zip(origin.tolist(), kinds, strict=True)):
-            bad.append((int(arrival[o]) + int(rng.integers(0, 60_000)), malformed(rng, contract, values[o], kind, f"{prefix}{j:07d}")))
-        for _, m in bad:
-            planted.malformed_kinds[m.kind] = planted.malformed_kinds.get(m.kind, 0) + 1
-    planted.malformed_by_topic[topic] = len(bad)
-
+    pool = None if late_rows is None else (len(late_rows), lambda k: late_rows[k])
+    plan = plan_defects(rng, contract, frame.height, tag=_tag(result.config.seed), late_pool=pool,
+                        arrival_at=lambda pos: arrival[pos], end_ms_at=lambda pos: end_ms[pos],
+                        records_at=lambda pos: ([values[i] for i in pos.tolist()], [keys[i] for i in pos.tolist()]),
+                        **defect_rates(result.config))
+    arrival[plan.late_pos] = end_ms[plan.late_pos] + plan.late_extra
+    src_all = np.concatenate([np.arange(frame.height), plan.dup_src])
+    when_all = np.concatenate([arrival, arrival[plan.dup_src] + plan.dup_delay])
+    bad = plan.bad
     bad_when = np.array([w for w, _ in bad], np.int64)
     all_when = np.concatenate([when_all, bad_when])
     order = np.argsort(all_when, kind="stable")
@@ -315,17 +341,16 @@ def _assemble(result: SimResult, rng: np.random.Generator, contract: Contract, f
     bad_values = np.empty(len(bad), dtype=object)
     bad_values[:] = [m.value for _, m in bad]
     bad_keys = np.empty(len(bad), dtype=object)
-    if bad:
-        bad_keys[:] = [None if m.kind in UNKEYED else keys[o] for (_, m), o in zip(bad, origin.tolist(), strict=True)]
+    bad_keys[:] = plan.bad_key
     all_values = np.concatenate([values[src_all], bad_values])
     all_keys = np.concatenate([keys[src_all], bad_keys])
     result.values[topic] = all_values[order].tolist()
     result.keys[topic] = all_keys[order].tolist()
     result.timestamps[topic] = all_when[order].tolist()
-    result.planted.per_topic[topic] = len(order)
     kept = order[good]
     result.rows[topic] = wire[src_all[kept]].with_columns(_arrival_ms=pl.Series(when_all[kept]))
     result.malformed_rows[topic] = sorted(bad, key=lambda x: x[0])
+    count_defects(result.planted, topic, plan)
 
 
 def planted_summary(result: SimResult) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from pipelines.core.config import Settings
-from pipelines.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -63,27 +62,8 @@ class OfferRules:
     allowed_lateness_s: float = 600.0
 
 
-_POSITIVE = {"shards", "flush_rows", "flush_seconds", "workers", "window_minutes", "hop_minutes", "consecutive_windows",
-             "site_consecutive_windows", "update_every_windows", "clear_after_windows", "dropped_calls", "drop_rate_above", "site_degraded_fraction"}
-
-
-def _load(cls: type, table: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    values = {}
-    for key, value in table.items():
-        if key not in known:
-            if isinstance(value, dict):
-                continue
-            raise ConfigError(f"{where}.{key}: unknown key; allowed: {', '.join(known)}")
-        kind = type(known[key].default)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"{where}.{key} = {value!r}: expected {kind.__name__}")
-        if kind in (int, float) and (value < 0 or value == 0 and key in _POSITIVE):
-            raise ConfigError(f"{where}.{key} = {value!r}: must be {'greater than' if key in _POSITIVE else 'at least'} 0")
-        values[key] = value
-    return cls(**values)
+def _load(cls: type, settings: Settings, name: str) -> Any:
+    return cls(**settings.values(name))
 
 
 @dataclass(frozen=True)
@@ -99,22 +79,14 @@ class StreamConfig:
 
 
 def stream_config(settings: Settings) -> StreamConfig:
-    """Read and validate the four sections (defaults for anything missing).
+    """The four sections, checked against :mod:`pipelines.core.keys` (defaults for anything missing).
 
     Raises:
         ConfigError: one line naming the bad key and what is allowed.
     """
-    cfg = StreamConfig(
-        streams=_load(StreamSettings, settings.section("streams"), "streams"),
-        alerts=_load(AlertRules, settings.section("alerts"), "alerts"),
-        fraud=_load(FraudRules, settings.section("fraud"), "fraud"),
-        offers=_load(OfferRules, settings.section("offers"), "offers"),
+    return StreamConfig(
+        streams=_load(StreamSettings, settings, "streams"),
+        alerts=_load(AlertRules, settings, "alerts"),
+        fraud=_load(FraudRules, settings, "fraud"),
+        offers=_load(OfferRules, settings, "offers"),
     )
-    if cfg.alerts.drop_rate_above >= 1:
-        raise ConfigError(f"alerts.drop_rate_above = {cfg.alerts.drop_rate_above}: expected a fraction in (0, 1)")
-    if cfg.alerts.site_degraded_fraction > 1:
-        raise ConfigError(f"alerts.site_degraded_fraction = {cfg.alerts.site_degraded_fraction}: expected a fraction in (0, 1]")
-    for name, rules in (("fraud", cfg.fraud), ("offers", cfg.offers)):
-        if rules.window_minutes % rules.hop_minutes:
-            raise ConfigError(f"{name}.window_minutes = {rules.window_minutes}: must be a multiple of hop_minutes ({rules.hop_minutes})")
-    return cfg

@@ -12,6 +12,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from pipelines.core.broker import client_config, resolve_bootstrap
 from pipelines.core.config import Settings
+from pipelines.core.errors import ConcurrentWriterError
 from pipelines.core.lake import Lake
 from pipelines.ingest.kafka_source import KafkaBatchSource, StopFlag
 from pipelines.streams.config import stream_config
@@ -37,11 +38,19 @@ OnCommit = Callable[[str, list[Emit]], None]
 class _CommitPartition(StatelessSinkPartition[tuple[str, Emit]]):
     """Per worker: MERGE every output, produce messages, then checkpoint the shards' state."""
 
-    def __init__(self, lake: Lake, spec: FlowSpec, producer, topic: str | None, on_commit: OnCommit | None) -> None:
+    def __init__(self, lake: Lake, spec: FlowSpec, producer, topic: str | None, on_commit: OnCommit | None, stop: StopFlag) -> None:
         self.lake, self.spec, self.producer, self.topic, self.on_commit = lake, spec, producer, topic, on_commit
+        self.stop = stop
 
     def write_batch(self, items: list[tuple[str, Emit]]) -> None:
-        emits = [e for _, e in items]
+        if self.stop.error is not None:
+            return  # the flow is stopping because a checkpoint was refused: commit nothing after it
+        try:
+            self._commit([e for _, e in items])
+        except ConcurrentWriterError as exc:
+            self.stop.fail(exc)
+
+    def _commit(self, emits: list[Emit]) -> None:
         outputs = dict(self.spec.outputs, quarantine=Output(QUARANTINE, QUARANTINE_SCHEMA, QUARANTINE_KEYS))
         tables: dict[str, list[pa.Table]] = {}
         for e in emits:
@@ -64,20 +73,23 @@ class _CommitPartition(StatelessSinkPartition[tuple[str, Emit]]):
                     sent += 1
             if sent:
                 self.producer.flush(30)
-        checkpoint(self.lake, self.spec, {e.shard: e for e in emits})
+        checkpoint(self.lake, self.spec, emits)
         if self.on_commit is not None:
             self.on_commit(self.spec.name, emits)
 
     def close(self) -> None:
         if self.producer is not None:
             self.producer.flush(30)
+        if self.stop.error is not None and not self.stop.runner_raises:
+            raise self.stop.error  # `python -m bytewax.run`: no runner reports it, so fail the flow
 
 
 class CommitSink(DynamicSink[tuple[str, Emit]]):
     """Commits each shard's results on the worker that computed them."""
 
-    def __init__(self, lake: Lake, spec: FlowSpec, conf: dict | None, topic: str | None, on_commit: OnCommit | None) -> None:
+    def __init__(self, lake: Lake, spec: FlowSpec, conf: dict | None, topic: str | None, on_commit: OnCommit | None, stop: StopFlag) -> None:
         self.lake, self.spec, self.conf, self.topic, self.on_commit = lake, spec, conf, topic, on_commit
+        self.stop = stop
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CommitPartition:
         producer = None
@@ -85,7 +97,7 @@ class CommitSink(DynamicSink[tuple[str, Emit]]):
             from confluent_kafka import Producer
 
             producer = Producer({**self.conf, "linger.ms": 5, "enable.idempotence": True})
-        return _CommitPartition(self.lake, self.spec, producer, self.topic, self.on_commit)
+        return _CommitPartition(self.lake, self.spec, producer, self.topic, self.on_commit, self.stop)
 
 
 def _apply(lake: Lake, spec: FlowSpec, topic: str, shard: Shard | None, part: Part) -> tuple[Shard, Emit]:
@@ -104,6 +116,7 @@ def add_flow(
 ) -> None:
     """Add ``spec``'s steps (its own Kafka input, shard step and commit sink) to ``flow``."""
     cfg = stream_config(settings).streams
+    stop = stop or StopFlag()
     bootstrap = resolve_bootstrap(settings)
     lake = Lake.from_settings(settings)
     prepare_tables(lake, spec)
@@ -125,7 +138,7 @@ def add_flow(
     raw = op.input(f"{n}_in", flow, source)  # RawBatch of the input topic
     parts = op.flat_map(f"{n}_split", raw, partial(split, spec))  # (shard, Part) for every shard
     emits = op.stateful_map(f"{n}_shard", parts, partial(_apply, lake, spec, topic))  # (shard, Emit)
-    op.output(f"{n}_commit", emits, CommitSink(lake, spec, conf, out_topic, on_commit))
+    op.output(f"{n}_commit", emits, CommitSink(lake, spec, conf, out_topic, on_commit, stop))
 
 
 def flow_module(name: str, spec_of: Callable[[Settings], FlowSpec], doc: str) -> tuple[Callable[..., Dataflow], Callable[[str], Dataflow]]:

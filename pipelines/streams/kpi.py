@@ -60,9 +60,14 @@ KPI_KEYS = ("cell_id", "window_start")
 
 
 def kpi_rows(members: pl.DataFrame) -> pl.DataFrame:
-    """One row per (cell, closed minute) from the records of the windows that closed."""
+    """One row per (cell, closed minute) from the records of the windows that closed.
+
+    The means add their samples in one fixed order (observed time, then event id), not in
+    arrival order: a float sum depends on its order, and a recomputed window must be the same.
+    """
     is_kpi = pl.col("kind") == "kpi"
-    k = members.group_by("cell_id", "site_id", "_end").agg(
+    members = members.sort("cell_id", "_end", "observed_at", "event_id")
+    k = members.group_by("cell_id", "site_id", "_end", maintain_order=True).agg(
         pl.col("call_attempts").filter(is_kpi).sum().alias("call_attempts"),
         pl.col("dropped_calls").filter(is_kpi).sum().alias("dropped_calls"),
         pl.col("latency_ms").filter(is_kpi).mean().alias("latency_ms_mean"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pipelines.core.broker import ensure_topics, resolve_bootstrap
 from pipelines.core.config import Settings
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, project_error
 from pipelines.ingest.kafka_source import StopFlag
 from pipelines.streams.config import stream_config
 from pipelines.streams.state import Emit
@@ -104,8 +104,15 @@ def run_streams(
         if on_commit is not None:
             on_commit(flow, emits)
 
+    stop = stop or StopFlag()
+    stop.runner_raises = True
     dataflow = build_streams(settings, flows, until_caught_up=until_caught_up, stop=stop, on_commit=committed)
     started = time.monotonic()
-    cli_main(dataflow, workers_per_process=workers or cfg.streams.workers, epoch_interval=None)
+    try:
+        cli_main(dataflow, workers_per_process=workers or cfg.streams.workers, epoch_interval=None)
+    except Exception as exc:  # a step's project error comes back wrapped in Bytewax's
+        raise (project_error(exc) or exc) from None
+    if stop.error is not None:
+        raise stop.error
     stats.seconds = time.monotonic() - started
     return stats

@@ -29,7 +29,8 @@ import pyarrow.compute as pc
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from pipelines.core.contracts import Contract, decode_batch
-from pipelines.core.lake import Lake
+from pipelines.core.errors import ConcurrentWriterError
+from pipelines.core.lake import Lake, Write, txn_versions
 from pipelines.ingest.kafka_source import RawBatch, segment_id
 
 TS = pa.timestamp("us", tz="UTC")
@@ -121,12 +122,16 @@ class Part:
 
 @dataclass
 class Emit:
-    """What a shard hands the sink after one part: outputs, messages, state, offsets."""
+    """What a shard hands the sink after one part: outputs, messages, state, offsets.
+
+    ``since`` are the shard's offsets before this part: what its last checkpoint holds.
+    """
 
     shard: int
     result: Result
     state: dict[str, pa.Table]
     positions: dict[str, int]
+    since: dict[str, int] = field(default_factory=dict)
 
 
 def shard_of(values: pa.ChunkedArray | pa.Array, shards: int) -> np.ndarray:
@@ -225,6 +230,7 @@ class Shard:
             fresh = pc.greater(rows["_kafka_offset"], pa.array(stored[partition]))
             if not pc.all(fresh).as_py():
                 rows = rows.filter(fresh)
+        since = {segment: self.position(segment) for segment in part.last} | self.positions
         result = self.logic.process(pl.from_arrow(rows)) if rows.num_rows else Result()
         if part.rejects is not None:
             keep = [self.position(segment_id(topic, p)) < o for p, o in zip(part.rejects["_kafka_partition"].to_pylist(), part.rejects["_kafka_offset"].to_pylist(), strict=True)]
@@ -235,7 +241,7 @@ class Shard:
                 result.counts["rejected"] = result.counts.get("rejected", 0) + rejects.num_rows
         for segment, pos in part.last.items():
             self.positions[segment] = max(self.position(segment), pos)
-        return Emit(shard=self.shard, result=result, state=self.logic.snapshot(), positions=dict(self.positions))
+        return Emit(shard=self.shard, result=result, state=self.logic.snapshot(), positions=dict(self.positions), since=since)
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -257,14 +263,8 @@ def prepare_tables(lake: Lake, spec: FlowSpec) -> None:
     wanted = {o.table: o.schema for o in spec.outputs.values()}
     wanted[QUARANTINE] = QUARANTINE_SCHEMA
     for table, schema in wanted.items():
-        if not lake.exists(table):
-            try:
-                lake.write(table, schema.empty_table())
-            except (CommitFailedError, DeltaError):
-                if not lake.exists(table):
-                    raise
-    if not lake.exists(spec.state_table):
-        lake.write(spec.state_table, STATE_SCHEMA.empty_table(), partition_by=["shard"])
+        lake.commit(table, lambda dt, schema=schema: None if dt is not None else Write(schema.empty_table()))
+    lake.commit(spec.state_table, lambda dt: None if dt is not None else Write(STATE_SCHEMA.empty_table()), partition_by=["shard"])
 
 
 def merge(lake: Lake, table: str, rows: pa.Table, keys: tuple[str, ...]) -> None:
@@ -290,23 +290,45 @@ def merge(lake: Lake, table: str, rows: pa.Table, keys: tuple[str, ...]) -> None
             time.sleep(0.05 * (attempt + 1))
 
 
-def checkpoint(lake: Lake, spec: FlowSpec, emits: dict[int, Emit]) -> None:
-    """Write the latest state of each shard in ``emits`` with its offsets, in one commit."""
+def checkpoint(lake: Lake, spec: FlowSpec, emits: list[Emit]) -> None:
+    """Write the latest state of each shard in ``emits`` with its offsets, in one commit.
+
+    A shard's state is this process's own history, so the commit is a compare-and-set: the
+    offsets stored for each shard must still be the ones this process last wrote (or read).
+    Otherwise another process runs the same flow on the same shards, and this one stops.
+
+    Raises:
+        ConcurrentWriterError: another process checkpointed one of these shards meanwhile.
+    """
+    last = {e.shard: e for e in emits}
     rows: list[dict] = []
     txns: dict[str, int] = {}
-    for shard, e in emits.items():
+    expected: dict[str, int] = {}  # app id -> the offset the checkpoint holds, as this process knows it
+    names: dict[str, str] = {}
+    for e in emits:
+        for segment, p in e.since.items():
+            expected.setdefault(app_id(spec.name, e.shard, segment), p)
+    for shard, e in last.items():
         for part, table in e.state.items():
             rows.append({"shard": shard, "part": part, "payload": _to_ipc(table)})
-        txns.update({app_id(spec.name, shard, s): p for s, p in e.positions.items() if p >= 0})
-    shards = ", ".join(str(s) for s in sorted(emits))
-    lake.write(
-        spec.state_table,
-        pa.Table.from_pylist(rows, schema=STATE_SCHEMA),
-        mode="overwrite",
-        predicate=f"shard IN ({shards})",
-        partition_by=["shard"],
-        txns=txns,
-    )
+        for segment, p in e.positions.items():
+            if p >= 0:
+                txns[app_id(spec.name, shard, segment)] = p
+                names[app_id(spec.name, shard, segment)] = f"shard {shard} of {segment}"
+    shards = ", ".join(str(s) for s in sorted(last))
+
+    def plan(dt):
+        stored = {a: (-1 if v is None else v) for a, v in txn_versions(dt, txns).items()}
+        moved = sorted(a for a in txns if stored[a] != expected.get(a, -1))
+        if moved:
+            a = moved[0]
+            raise ConcurrentWriterError(
+                f"flow {spec.name}: another process checkpointed {names[a]} meanwhile (at offset {stored[a]}, this process "
+                f"expected {expected.get(a, -1)}); run one `telcolake stream` per flow: this one stops"
+            )
+        return Write(pa.Table.from_pylist(rows, schema=STATE_SCHEMA), mode="overwrite", predicate=f"shard IN ({shards})", txns=txns)
+
+    lake.commit(spec.state_table, plan, partition_by=["shard"])
 
 
 def start_offsets(lake: Lake, spec: FlowSpec):

@@ -1,7 +1,8 @@
 -- features_daily: one row per (subscriber_id, as_of_date) for the subscribers activated and not
 -- terminated as known at the as-of instant (as_of_date 00:00 UTC); key: (subscriber_id, as_of_date).
 -- Every input row counts only when visible_from <= as_of_date (event time and known time both
--- before the as-of instant). Definitions of every column: docs/churn.md.
+-- before the as-of instant). Definitions of every column: docs/churn.md. Sums are of integers or
+-- DECIMALs (exact) and divided once at the end, so recomputing a day gives the same floats.
 with as_of as (
     select as_of_date, activity_ttl_days, cast(as_of_date as timestamptz) as as_of_at, date_trunc('month', as_of_date)::date as cycle_start
     from as_of_params
@@ -112,7 +113,7 @@ joined as (
            coalesce(s.intl_30d / nullif(s.called_30d, 0), 0) as intl_share_30d,
            coalesce(s.roaming_30d / nullif(s.events_30d, 0), 0) as roaming_share_30d,
            coalesce(s.dropped_30d / nullif(s.call_count_30d, 0), 0) as dropped_call_rate_30d,
-           s.cell_drops_30d / nullif(s.cell_calls_30d, 0) as cell_drop_rate_30d,
+           cast(s.cell_drops_30d as double) / nullif(s.cell_calls_30d, 0) as cell_drop_rate_30d,
            coalesce(b.complaints_90d, 0)::bigint as complaints_90d,
            coalesce(t.open_tickets, 0)::bigint as open_tickets,
            coalesce(b.payment_failures_90d, 0)::bigint as payment_failures_90d,

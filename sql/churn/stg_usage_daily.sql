@@ -3,7 +3,9 @@
 -- visible_from is the first as-of date at which the rows are known: the day after both their
 -- event time and their known time (coalesce(_kafka_timestamp, _ingested_at)), so
 -- `visible_from <= as_of_date` is the point-in-time rule. Voice calls are joined to the drop
--- rate of the cell-day they used. Flags are computed per record, then summed per day.
+-- rate of the cell-day they used. Flags are computed per record, then summed per day; the drop
+-- rates are summed as DECIMAL(18, 12) (exact, so the sum is the same whatever order the threads
+-- add the rows in: a float sum's last digits change from run to run).
 -- cast(make_timestamp(epoch_us(t)) as date) is the UTC date of t, as cast(t as date) in the UTC
 -- session, without a time-zone calendar lookup per row (an order of magnitude faster).
 with params as (
@@ -32,7 +34,7 @@ flagged as (
            (k.event_type in ('voice', 'sms') and k.called_number is not null and not starts_with(k.called_number, '49'))::int as is_intl,
            (k.visited_plmn is not null)::int as is_roaming,
            (k.event_type = 'voice' and c.drop_rate is not null)::int as is_cell_call,
-           case when k.event_type = 'voice' then coalesce(c.drop_rate, 0) else 0 end as cell_drop
+           cast(case when k.event_type = 'voice' then coalesce(c.drop_rate, 0) else 0 end as decimal(18, 12)) as cell_drop
     from known k left join stg_cell_rates c on c.cell_id = k.cell_id and c.event_date = k.event_date
 ),
 daily as (

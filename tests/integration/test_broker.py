@@ -88,7 +88,7 @@ def test_bad_config_value_is_one_clear_line(tmp_path, monkeypatch, isolated_env)
     bad = tmp_path / "bad.toml"
     bad.write_text('[ingest]\nflush_rows = "many"\n')
     monkeypatch.setenv("TELCOLAKE_CONFIG", str(bad))
-    with pytest.raises(ConfigError, match=r"ingest.flush_rows = 'many': expected int"):
+    with pytest.raises(ConfigError, match=r"ingest.flush_rows = 'many': expected an integer"):
         load_settings()
     isolated_env["TELCOLAKE_CONFIG"] = str(bad)
     out = cli("status", env=isolated_env)
@@ -96,3 +96,48 @@ def test_bad_config_value_is_one_clear_line(tmp_path, monkeypatch, isolated_env)
     bad.write_text("[topics]\n\"usage.events\" = 0\n")
     with pytest.raises(ConfigError, match="topics.usage.events = 0"):
         load_settings()
+
+
+def test_status_says_when_the_lake_is_ahead_of_the_topic(env, kafka, tmp_path):
+    """After the in-memory broker restarted, the lake has read past the topics' end: status says so, not lag 0."""
+    from pipelines.core.lake import Lake
+    from pipelines.ingest import run_ingest
+    from tests.helpers import produce, usage_values
+
+    topic = env.topic("usage.events")
+    produce(kafka, topic, usage_values(400), partitions=4)
+    run_ingest(env, until_caught_up=True, topics=["usage.events"])
+    assert Lake.from_settings(env).read("bronze/usage.events").num_rows == 400
+    restarted = broker.start_embedded(tmp_path / "restarted")
+    try:
+        broker.ensure_topics(restarted.address, env.topics)
+        produce(restarted.address, topic, usage_values(8, start=9000), partitions=4)
+        moved = {**os.environ, "TELCOLAKE_KAFKA_BOOTSTRAP": restarted.address}
+        out = cli("status", "--json", env=moved)
+        assert out.returncode == 0, out.stderr[-2000:]
+        usage = next(t for t in json.loads(out.stdout)["topics"] if t["topic"] == topic)
+        assert [(p["state"], p["ahead"], p["lag"]) for p in usage["partitions"]] == [("lake ahead of topic", 98, None)] * 4
+        text = cli("status", env={**moved, "COLUMNS": "200"})
+        assert text.returncode == 0 and "lake ahead of topic by 98" in text.stdout, text.stdout
+        same = cli("status", "--json", env=os.environ.copy())  # the original broker still has every record
+        assert {p["state"] for t in json.loads(same.stdout)["topics"] if t["topic"] == topic for p in t["partitions"]} == {"caught up"}
+    finally:
+        broker.stop_embedded(tmp_path / "restarted")
+
+
+@pytest.mark.slow  # each command waits out the 10 s metadata timeout
+def test_an_unreachable_broker_is_one_line_naming_bootstrap_and_timeout(isolated_env):
+    closed = f"127.0.0.1:{broker.free_port()}"  # nothing listens there
+    isolated_env["TELCOLAKE_KAFKA_BOOTSTRAP"] = closed
+    commands = [["ingest", "--until-caught-up"], ["stream", "--until-caught-up"], ["simulate", "--subscribers", "20", "--days", "1"]]
+    procs = [subprocess.Popen([sys.executable, "-m", "pipelines.cli", *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=isolated_env) for c in commands]
+    for command, p in zip(commands, procs, strict=True):
+        _out, err = p.communicate(timeout=120)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert p.returncode == 1 and len(lines) == 1, f"{command}: exit {p.returncode}\n{err[-2000:]}"
+        assert closed in lines[0] and f"within {broker.METADATA_TIMEOUT_S:g} s" in lines[0], lines[0]
+    status = cli("status", "--json", env=isolated_env)  # status still reports the lake, and why the broker is missing
+    assert status.returncode == 0, status.stderr[-2000:]
+    info = json.loads(status.stdout)["broker"]
+    assert info["running"] is False and closed in info["error"]

@@ -79,7 +79,7 @@ def test_maintain_while_ingesting_loses_nothing(env, kafka):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not lake.exists("bronze/usage.events"):
                 time.sleep(0.2)
-            results.append(maintain_table(lake, "bronze/usage.events", retention_hours=0))
+            results.append(maintain_table(lake, "bronze/usage.events", retention_hours=0, force=True))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(_coords(lake)) < 120_000:
             time.sleep(0.5)

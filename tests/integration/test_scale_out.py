@@ -67,6 +67,35 @@ def test_ingest_and_silver_on_object_storage_read_back_by_duckdb_and_polars(s3_l
     assert run_ingest(settings, until_caught_up=True, topics=["usage.events"]).rows.get("usage.events", 0) == 0
 
 
+def test_two_ingests_and_two_silvers_at_once_on_object_storage_write_nothing_twice(s3_lake, kafka):
+    """No lock file: the commit checks work on S3 (conditional put) as on a local disk."""
+    settings = s3_lake
+    path = os.environ["TELCOLAKE_CONFIG"]
+    text = open(path).read().replace("flush_rows = 200000", "flush_rows = 1000")
+    open(path, "w").write(text)
+    topic = settings.topic("usage.events")
+    produce(kafka, topic, usage_values(8000) + usage_values(400), partitions=4)  # 400 mediation repeats
+
+    def two(*args: str) -> list[subprocess.CompletedProcess]:
+        procs = [subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        done = [subprocess.CompletedProcess(p.args, p.wait(300), *p.communicate()) for p in procs]
+        for d in done:
+            assert d.returncode == 0, d.stderr[-2000:]
+        return done
+
+    two("ingest", "--until-caught-up", "--no-silver", "--quiet")
+    lake = Lake.from_settings(load_settings())
+    t = lake.read("bronze/usage.events", columns=["_kafka_partition", "_kafka_offset"])
+    coords = list(zip(t["_kafka_partition"].to_pylist(), t["_kafka_offset"].to_pylist(), strict=True))
+    assert len(coords) == len(set(coords)) == 8400
+    assert set(coords) == all_offsets(kafka, topic)
+    two("silver", "--json")
+    ids = lake.read("silver/usage", columns=["record_id"])["record_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 8000
+    assert lake.read("silver/usage_duplicates").num_rows == 400
+
+
 @pytest.mark.slow
 def test_cluster_of_two_processes_lands_exactly_once(env, kafka):
     topic = env.topic("usage.events")

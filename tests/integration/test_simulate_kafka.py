@@ -11,10 +11,11 @@ from confluent_kafka import Consumer, TopicPartition
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.core import broker
 from pipelines.core.broker import free_port
 from pipelines.core.config import Settings
 from pipelines.core.errors import BrokerError
-from pipelines.simulate import SimConfig, produce, simulate
+from pipelines.simulate import SimConfig, produce, simulate, simulate_days
 
 
 def consume_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
@@ -62,6 +63,29 @@ def test_simulate_produce_consume_round_trip(env: Settings, kafka: str) -> None:
         for m in sorted(records, key=lambda m: (m.partition(), m.offset())):
             if m.key() is not None:
                 assert by_key.setdefault(m.key(), m.partition()) == m.partition()
+
+
+def test_day_by_day_produces_each_partition_as_the_whole_window(env: Settings, kafka: str) -> None:
+    cfg = SimConfig(subscribers=100, days=3, seed=6, late_rate=0.03)
+    whole = simulate(cfg)
+    mine = {t: env.topic(t) for t in whole.values}
+    theirs = {t: f"{name}.whole" for t, name in mine.items()}
+    broker.ensure_topics(kafka, {theirs[t]: env.topics[mine[t]] for t in mine})
+    produce(whole, kafka, theirs)
+    with simulate_days(cfg, block_subscribers=9) as days:
+        counts = produce(days, kafka, mine)
+    assert counts == whole.planted.per_topic
+    for topic in whole.values:
+        got, expect = consume_all(kafka, mine[topic]), consume_all(kafka, theirs[topic])
+
+        def partitions(records: list) -> tuple[dict, Counter]:
+            keyed: dict = {}
+            for m in sorted(records, key=lambda m: (m.partition(), m.offset())):
+                if m.key() is not None:
+                    keyed.setdefault(m.partition(), []).append((m.key(), m.value(), m.timestamp()[1]))
+            return keyed, Counter(m.value() for m in records if m.key() is None)  # unkeyed: any partition
+
+        assert partitions(got) == partitions(expect), topic
 
 
 def test_cli_simulate_to_kafka(env: Settings, kafka: str) -> None:

@@ -224,5 +224,5 @@ def test_a_bad_quality_setting_is_a_one_line_config_error(local_settings):
     from pipelines.core.errors import ConfigError
 
     bad = dataclasses.replace(local_settings, raw={**local_settings.raw, "quality": {"batch_rows": 0}})
-    with pytest.raises(ConfigError, match=r"^quality.batch_rows = 0: expected a positive int$"):
+    with pytest.raises(ConfigError, match=r"^quality.batch_rows = 0: expected an integer from 1 to 100000000$"):
         run_gate(bad, [BRONZE_USAGE])

@@ -151,7 +151,9 @@ def test_default_jobs_in_the_config_parse(local_settings):
 
     jobs = load_jobs(local_settings)
     assert {"ingest", "streams", "bill_run", "churn_features", "quality", "partner_publish", "maintenance"} <= set(jobs)
-    assert jobs["ingest"].cron == "* * * * *" and jobs["bill_run"].cron == "0 2 1 * *"
+    assert jobs["ingest"].cron == "* * * * *" and jobs["bill_run"].cron == "0 0 1 * *" and jobs["bill_run"].grace_s == 86400
+    assert jobs["churn_features"].argv(datetime(2026, 10, 4, 3, tzinfo=UTC))[-3:] == ["--as-of", "2026-10-04", "--json"]
+    assert not jobs["ingest"].under_up and not jobs["streams"].under_up and jobs["quality"].on_inputs
 
 
 def test_rows_from_output():

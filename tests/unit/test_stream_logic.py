@@ -127,7 +127,7 @@ def test_a_restored_shard_skips_records_it_already_applied(local_settings):
 
     first = Shard(spec, lake, 0)
     (_, part), = split(spec, batch(0, 40))
-    checkpoint(lake, spec, {0: first.apply(part, topic)})
+    checkpoint(lake, spec, [first.apply(part, topic)])
     assert start_offsets(lake, spec)(topic, 0) == 40
     restored = Shard(spec, lake, 0)  # another shard was behind: the source replays from 30
     (_, part), = split(spec, batch(30, 60))

@@ -156,3 +156,56 @@ def test_registry_errors_name_the_key(shared, tmp_path, monkeypatch):
     bad.write_text('[partners.acme]\nkind = "weather"\n')
     with pytest.raises(ConfigError, match=r"partners.acme.kind"):
         load_partners(shared.settings)
+
+
+class TestUnchangedMeansUnchanged:
+    """Maintenance (OPTIMIZE, VACUUM) never makes a new share version; a real change is written as its difference."""
+
+    def test_maintenance_then_publish_without_new_data_changes_nothing(self, shared, tmp_path):
+        import delta_sharing
+
+        from pipelines.ingest.maintain import maintain_all
+        from pipelines.sharing.manifest import history
+        from tests.unit.sharing.conftest import running
+
+        s, lake = shared.settings, shared.lake
+        publish(s)
+        b = Builder()
+        b.n = 30_000
+        b.record(7, "voice", DAY + timedelta(hours=14), duration_s=30, plmn="208-01", cell=None)
+        b.append_usage(lake)
+        publish(s)  # a MERGE: the share tables now have several files, worth compacting
+        shares = [n for n in lake.list_tables() if n.startswith("shares/")]
+        before = {n: lake.version(n) for n in shares}
+        inputs_before = lake.version("silver/usage")
+        manifests = {p: len(history(lake, p)) for p in load_partners(s)}
+        maintain_all(s, retention_hours=0, force=True)  # compacts, checkpoints and vacuums every table: inputs and shares
+        maintained = {n: lake.version(n) for n in shares}
+        assert lake.version("silver/usage") > inputs_before and any(maintained[n] > before[n] for n in shares)
+        results = publish(s)
+        assert all(t.status == "unchanged" for r in results for t in r.tables) and len([t for r in results for t in r.tables]) == 7
+        assert all(r.gate == "not needed (unchanged)" for r in results)
+        assert {n: lake.version(n) for n in shares} == maintained  # no new version of any share table
+        assert {p: len(history(lake, p)) for p in load_partners(s)} == manifests  # no new share manifest
+
+        records = "shares/fr-orange/roaming_records"
+        with running(shared, tmp_path) as srv:
+            u = f"{srv.profile('fr-orange')}#fr-orange.telcolake.roaming_records"
+            assert delta_sharing.get_table_version(u) == maintained[records]  # served across the maintenance commits
+            assert len(delta_sharing.load_as_pandas(u)) == 16  # and its files survived the vacuum
+            quiet = delta_sharing.load_table_changes_as_pandas(u, starting_version=before[records] + 1)
+            assert len(quiet) == 0  # the change feed shows no row deleted and re-inserted
+            b2 = Builder()
+            b2.n = 40_000
+            b2.record(8, "sms", DAY + timedelta(hours=16), plmn="208-01", cell=None)
+            b2.record(9, "voice", DAY + timedelta(hours=16), duration_s=45, plmn="208-01", cell=None)
+            b2.append_usage(lake)
+            fr = publish(s, "fr-orange")[0]
+            assert [t.status for t in fr.tables] == ["published", "published"]
+            feed = delta_sharing.load_table_changes_as_pandas(u, starting_version=maintained[records] + 1)
+            assert feed["_change_type"].tolist() == ["insert", "insert"] and sorted(feed["event_type"]) == ["sms", "voice"]
+            settle = f"{srv.profile('fr-orange')}#fr-orange.telcolake.roaming_settlement"
+            changed = delta_sharing.load_table_changes_as_pandas(settle, starting_version=maintained["shares/fr-orange/roaming_settlement"] + 1)
+            assert sorted(changed["_change_type"]) == ["update_postimage", "update_preimage"]
+            post = changed[changed["_change_type"] == "update_postimage"].iloc[0]
+            assert (post["count_events"], post["count_subscribers"]) == (18, 8)

@@ -1,0 +1,71 @@
+"""The operator HTTP endpoints of `telcolake up` (FastAPI): ``/health``, ``/ready``, ``/api/status``.
+
+One app on one port, built from the running :class:`~pipelines.ops.up.service.Service`; later
+pages (a web page, ``/metrics``, alerts) are more routes on the same app. Answers come from
+the service's cached snapshot, so a request never scans the lake or waits on the broker.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+
+class Service(Protocol):
+    """What the endpoints need of the running service (:class:`pipelines.ops.up.service.Service`)."""
+
+    def uptime_s(self) -> float: ...
+
+    def readiness(self) -> tuple[bool, list[str]]: ...
+
+    def status(self) -> dict: ...
+
+
+def create_app(service: Service) -> FastAPI:
+    app = FastAPI(title="telcolake up", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness: the service process answers."""
+        return {"status": "ok", "uptime_s": round(service.uptime_s(), 1)}
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        """Readiness: broker reachable, every component running, ingest caught up once (503 otherwise)."""
+        ok, reasons = service.readiness()
+        return JSONResponse({"ready": ok, "reasons": reasons}, status_code=200 if ok else 503)
+
+    @app.get("/api/status")
+    def status() -> dict:
+        """Components, per-partition lag, tables and freshness, jobs: the service's latest snapshot."""
+        return service.status()
+
+    return app
+
+
+class HttpServer:
+    """uvicorn serving the app in a thread (the service's main thread keeps the signals)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, name="up-http", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; raises OSError when the port cannot be bound."""
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.server.started:
+            raise OSError(f"the HTTP server could not listen on {self.server.config.host}:{self.server.config.port}")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
