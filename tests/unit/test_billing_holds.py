@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.billing.reference import load_catalog
 from pipelines.billing.run import bill_run, quality_gate, rerate
-from pipelines.core.errors import BillingError, QualityGateFailed
+from pipelines.core.errors import ConfigError, QualityGateFailed
 from tests.billing_data import (
     CORRECTION,
     TEST_CATALOG,
@@ -113,7 +113,7 @@ def test_the_gate_reports_held_accounts_and_fails_only_above_the_configured_shar
     rows = [r for r in lake.read("ops/quality_results").to_pylist() if r["suite"] == "billing.held_accounts" and r["success"]]
     assert {r["observed_value"] for r in rows} >= {"1", "0.5"}  # the held count and share are on record
     bad = dataclasses.replace(local_settings, raw={**local_settings.raw, "billing": {"max_held_share": 2}})
-    with pytest.raises(BillingError, match=r"\[billing\] max_held_share = 2"):
+    with pytest.raises(ConfigError, match=r"billing\.max_held_share = 2: expected a finite number in \[0, 1\]"):
         bill_run(bad, "2026-11", now=NOW)
 
 

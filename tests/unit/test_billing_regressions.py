@@ -142,5 +142,5 @@ def test_cli_errors_print_bracketed_words(local_settings, tmp_path, monkeypatch)
     write_subscribers(lake, [interval("SUB1", "ACC1", "lite", "2026-09-01T00:00:00")])
     write_usage(lake, [usage("SUB1", "sms", "2026-10-05T10:00:00", called_number="4930111")])
     out = CliRunner().invoke(app, ["bill-run", "--cycle", "2026-10", "--no-gate"])
-    assert out.exit_code == 1
-    assert "[billing] memory_limit = 'lots'" in " ".join(out.output.split())
+    assert out.exit_code == 2  # refused when the config loads, before any input is read
+    assert "config error: billing.memory_limit = 'lots': expected a memory size" in " ".join(out.output.split())
