@@ -159,7 +159,7 @@ def run_gate(
         spill_dir=settings.state_dir / "quality" / "spill",
     )
     try:
-        with running(RunContext(config=config, now=now)):
+        with running(RunContext(config=config, now=now, settings=settings)):
             for suite in chosen:
                 if progress:
                     progress(suite.name)

@@ -53,6 +53,11 @@ def _one_of_command_or_exec(values: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}.on_inputs = true: expected the tables it reads in {where}.reads")
 
 
+def _bucket_rows(values: dict[str, Any], where: str) -> None:
+    if 0 < values["bucket_rows"] < 1000:
+        raise ConfigError(f"{where}.bucket_rows = {values['bucket_rows']!r}: expected 0 (buckets sized by memory_limit) or an integer >= 1000")
+
+
 def _stop_in_time(values: dict[str, Any], where: str) -> None:
     if values["stop_timeout_s"] > 25:
         raise ConfigError(f"{where}.stop_timeout_s = {values['stop_timeout_s']!r}: at most 25 (up exits within 30 s of SIGTERM)")
@@ -164,8 +169,9 @@ CONFIG = Table(keys={
     "billing": Table(keys={
         "memory_limit": Memory(default="2GB"),
         "threads": THREADS,
-        "bucket_rows": Int(1000, 10**11, default=2_000_000),
-    }),
+        "bucket_rows": Int(0, 10**11, default=0),
+        "max_held_share": Num(0, 1, default=0.01),
+    }, checks=(_bucket_rows,)),
     "streams": Table(keys={
         "shards": Int(1, 4096, default=8),
         "flush_rows": Int(1, 100_000_000, default=50_000),

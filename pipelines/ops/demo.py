@@ -131,6 +131,7 @@ def _billing(run: DemoRun) -> dict[str, Any]:
         "rated": result.rated,
         "unrated": result.unrated,
         "invoices": result.invoices,
+        "held_accounts": result.held_accounts,
         "invoiced_incl_tax": str(result.amount_incl_tax),
         "quality_gate": result.quality_gate,
     }
