@@ -8,15 +8,18 @@ import duckdb
 import great_expectations as gx
 import pyarrow as pa
 
+from pipelines.billing.engine import max_held_share
 from pipelines.core.lake import Lake
-from quality.core import Suite
+from quality.core import Suite, active
 
 RATED = "gold/billing/rated_usage"
 UNRATED = "gold/billing/unrated"
 INVOICES = "gold/billing/invoices"
 INVOICE_LINES = "gold/billing/invoice_lines"
 ADJUSTMENTS = "gold/billing/adjustments"
+HELD = "gold/billing/held_accounts"
 USAGE = "silver/usage"
+SUBSCRIBERS = "silver/subscribers"
 E = gx.expectations
 UNRATED_REASONS = [
     "unknown_subscriber", "before_activation", "no_subscriber_state", "after_termination", "no_tariff",
@@ -50,40 +53,101 @@ def invoice_balance(lake: Lake, versions: dict[str, int]) -> pa.Table:
 
 
 def usage_balance(lake: Lake, versions: dict[str, int]) -> pa.Table:
-    """Per cycle up to the last billed one: unique usage - rated - unrated, and records in both.
+    """Per cycle from the first billed one to the last: unique usage - rated - unrated - held, and
+    records both rated and unrated.
 
-    Usage is counted at the silver/usage version the latest rated_usage commit was computed
-    from (its commit metadata), since records arriving later are not rated yet by design.
+    Usage (and subscriber state) is counted at the silver versions the latest rated_usage commit
+    was computed from (its commit metadata), since records arriving later are not rated yet by
+    design. Held records are those of accounts the latest run held: they wait, neither rated nor
+    unrated. Usage before the first billed cycle is history, never billed, and not counted.
     """
     rated = lake.table(RATED, version=versions.get(RATED))
     pinned = rated.version()
     commits = sorted((h for h in rated.history() if h["version"] <= pinned and "input_versions" in h), key=lambda h: -h["version"])
     if not commits:
         return pa.table({"cycle": pa.array([], pa.string()), "diff_unaccounted": pa.array([], pa.int64()), "count_in_both": pa.array([], pa.int64())})
-    commit = commits[0]
-    usage_version = json.loads(commit["input_versions"])[USAGE]
-    con = _con(lake, {**versions, USAGE: usage_version}, (RATED, UNRATED, USAGE))
+    inputs = json.loads(commits[0]["input_versions"])
+    names = (RATED, UNRATED, USAGE, SUBSCRIBERS) + ((HELD,) if HELD in versions or lake.exists(HELD) else ())
+    con = _con(lake, {**versions, USAGE: inputs[USAGE], SUBSCRIBERS: inputs[SUBSCRIBERS]}, names)
+    if HELD not in names:
+        con.execute("create table held_accounts (cycle varchar, account_id varchar)")
     return con.sql("""
-        with billed as (select max(billed_cycle) as last_cycle from rated_usage),
-        usage_counts as (
-            select strftime(started_at at time zone 'UTC', '%Y-%m') as cycle, count(distinct record_id) as n
-            from usage group by 1
+        with billed as (
+            select min(first) as first_cycle, max(last) as last_cycle from (
+                select min(billed_cycle) as first, max(billed_cycle) as last from rated_usage
+                union all select min(billed_cycle), max(billed_cycle) from unrated
+                union all select min(cycle), max(cycle) from held_accounts
+            )
         ),
+        usage_cycles as (
+            select distinct record_id, subscriber_id, started_at, strftime(started_at at time zone 'UTC', '%Y-%m') as cycle
+            from usage
+        ),
+        in_scope as (
+            select u.* from usage_cycles u cross join billed b where u.cycle >= b.first_cycle and u.cycle <= b.last_cycle
+        ),
+        unaccounted as (
+            select u.* from in_scope u
+            anti join rated_usage r using (record_id)
+            anti join unrated x using (record_id)
+        ),
+        held_now as (
+            select h.account_id from held_accounts h cross join billed b where h.cycle = b.last_cycle
+        ),
+        held_records as (
+            select u.cycle, count(*) as n
+            from unaccounted u
+            where exists (
+                select 1 from subscribers s semi join held_now h using (account_id)
+                where s.subscriber_id = u.subscriber_id and s.valid_from <= u.started_at
+                  and (s.valid_to is null or u.started_at < s.valid_to)
+            )
+            group by 1
+        ),
+        usage_counts as (select cycle, count(*) as n from in_scope group by 1),
         rated_counts as (select cycle, count(*) as n from rated_usage group by 1),
         unrated_counts as (select cycle, count(*) as n from unrated group by 1),
         both_sides as (
             select r.cycle, count(*) as n from rated_usage r join unrated u using (record_id) group by 1
         )
         select u.cycle,
-               u.n - coalesce(r.n, 0) - coalesce(x.n, 0) as diff_unaccounted,
+               u.n - coalesce(r.n, 0) - coalesce(x.n, 0) - coalesce(h.n, 0) as diff_unaccounted,
                coalesce(b.n, 0) as count_in_both
         from usage_counts u
-        cross join billed
         left join rated_counts r using (cycle)
         left join unrated_counts x using (cycle)
+        left join held_records h using (cycle)
         left join both_sides b using (cycle)
-        where u.cycle <= billed.last_cycle
     """).to_arrow_table()
+
+
+def held_share(lake: Lake, versions: dict[str, int]) -> pa.Table:
+    """The latest billed cycle's held accounts against the accounts it invoiced (one row)."""
+    con = _con(lake, versions, (HELD, INVOICES))
+    return con.sql("""
+        with last as (
+            select max(cycle) as cycle from (select cycle from held_accounts union all select cycle from invoices)
+        ),
+        counts as (
+            select l.cycle,
+                   (select count(*) from held_accounts h where h.cycle = l.cycle) as count_held,
+                   (select count(*) from invoices i where i.cycle = l.cycle) as count_invoiced
+            from last l
+        )
+        select cycle, count_held, count_invoiced,
+               case when count_held + count_invoiced = 0 then 0.0
+                    else count_held / (count_held + count_invoiced) end::double as held_share
+        from counts
+    """).to_arrow_table()
+
+
+def _held_expectations() -> list:
+    ctx = active()
+    limit = max_held_share(ctx.settings) if ctx.settings is not None else 0.01
+    return [
+        E.ExpectColumnMaxToBeBetween(column="count_held", min_value=0),  # recorded: how many were held
+        E.ExpectColumnMaxToBeBetween(column="held_share", min_value=0, max_value=limit),
+    ]
 
 
 SUITES: list[Suite] = [
@@ -114,13 +178,21 @@ SUITES: list[Suite] = [
     Suite(
         name="billing.usage_balance",
         table=RATED,
-        inputs=(UNRATED, USAGE),
+        inputs=(UNRATED, USAGE, HELD),
         frame=usage_balance,
         expectations=lambda: [
             E.ExpectColumnValuesToBeBetween(column="diff_unaccounted", min_value=0, max_value=0),
             E.ExpectColumnValuesToBeBetween(column="count_in_both", min_value=0, max_value=0),
         ],
         description="unique usage of a billed cycle != rated + unrated: a record was lost or rated twice",
+    ),
+    Suite(
+        name="billing.held_accounts",
+        table=HELD,
+        inputs=(INVOICES,),
+        frame=held_share,
+        expectations=_held_expectations,
+        description="more accounts held than [billing] max_held_share allows: see gold/billing/held_accounts (reason, detail)",
     ),
     Suite(
         name="billing.invoices",

@@ -66,10 +66,12 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What expectation builders may read during a gate run: the config and the run's clock."""
+    """What expectation builders may read during a gate run: the config, the run's clock and the
+    settings (for a domain's own thresholds, e.g. ``[billing] max_held_share``)."""
 
     config: QualityConfig
     now: datetime
+    settings: Settings | None = None
 
 
 _ACTIVE: ContextVar[RunContext | None] = ContextVar("quality_run", default=None)
@@ -82,7 +84,8 @@ def active() -> RunContext:
         return ctx
     from pipelines.core.config import load_settings
 
-    return RunContext(config=QualityConfig.from_settings(load_settings()), now=datetime.now(UTC))
+    settings = load_settings()
+    return RunContext(config=QualityConfig.from_settings(settings), now=datetime.now(UTC), settings=settings)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
@@ -47,20 +48,22 @@ def interval(subscriber_id: str, account_id: str, plan_id: str, valid_from: str,
 
 
 def bss(event_id: str, subscriber_id: str, account_id: str, kind: str, occurred_at: str, *, plan_id: str | None = None,
-        arrived_at: str | None = None, offset: int = 0) -> dict:
+        arrived_at: str | None = None, offset: int = 0, attributes: dict | None = None) -> dict:
     """A bronze ``bss.events`` row as the ingest lands it (``arrived_at``: when Kafka got it)."""
     at = ts(occurred_at)
     arrived = ts(arrived_at) if arrived_at else at + timedelta(minutes=1)
     return {
         "event_id": event_id, "subscriber_id": subscriber_id, "account_id": account_id, "occurred_at": at, "kind": kind,
-        "plan_id": plan_id, "amount": None, "attributes": None, "_source": "kafka", "_kafka_topic": "bss.events",
+        "plan_id": plan_id, "amount": None, "attributes": None if attributes is None else json.dumps(attributes), "_source": "kafka", "_kafka_topic": "bss.events",
         "_kafka_partition": 0, "_kafka_offset": offset, "_kafka_timestamp": arrived, "_source_row": None,
         "_ingested_at": arrived + timedelta(seconds=5), "event_date": at.date(), "event_month": at.strftime("%Y-%m"),
     }
 
 
 def write_bss(lake: Lake, rows: list[dict]) -> int:
-    return lake.write("bronze/bss.events", pa.Table.from_pylist(rows, schema=BSS_SCHEMA), partition_by=["event_month"])
+    """Append bronze lifecycle events (with the change data feed silver reads increments from)."""
+    return lake.write("bronze/bss.events", pa.Table.from_pylist(rows, schema=BSS_SCHEMA), partition_by=["event_month"],
+                      configuration={"delta.enableChangeDataFeed": "true"})
 
 
 def write_usage(lake: Lake, rows: list[dict]) -> int:
@@ -69,6 +72,41 @@ def write_usage(lake: Lake, rows: list[dict]) -> int:
 
 def write_subscribers(lake: Lake, rows: list[dict]) -> int:
     return lake.write("silver/subscribers", pa.Table.from_pylist(rows, schema=SUBSCRIBER_SCHEMA), mode="overwrite")
+
+
+def load_test_catalog(settings, folder, text: str | None = None) -> Lake:
+    """Load ``text`` (default TEST_CATALOG) as the lake's catalog; the lake."""
+    from pipelines.billing.reference import load_catalog
+
+    path = folder / "catalog.toml"
+    path.write_text(text if text is not None else TEST_CATALOG)
+    load_catalog(settings, path)
+    return Lake.from_settings(settings)
+
+
+def catalog_with(*edits: tuple[str, str], extra: str = "") -> str:
+    """TEST_CATALOG with each (old, new) text replaced once (each must occur), plus ``extra``."""
+    text = TEST_CATALOG
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text + extra
+
+
+def billed(lake: Lake, cycle: str | None = None) -> dict[str, dict]:
+    """What bill runs wrote (of the run of ``cycle`` only, when given), keyed for assertions:
+    rated/unrated by record_id, invoices and held accounts by account, lines by (account, line_id)."""
+    def read(name: str, column: str) -> list[dict]:
+        rows = lake.read(name).to_pylist() if lake.exists(name) else []
+        return [r for r in rows if cycle is None or r[column] == cycle]
+
+    return {
+        "rated": {r["record_id"]: r for r in read("gold/billing/rated_usage", "billed_cycle")},
+        "unrated": {r["record_id"]: r["reason"] for r in read("gold/billing/unrated", "billed_cycle")},
+        "invoices": {r["billing_account_id"]: r for r in read("gold/billing/invoices", "cycle")},
+        "lines": {(r["billing_account_id"], r["line_id"]): r for r in read("gold/billing/invoice_lines", "cycle")},
+        "held": {r["account_id"]: r for r in read("gold/billing/held_accounts", "cycle")},
+    }
 
 
 # A small catalog for hand-worked scenarios: every number in the tests comes from here.

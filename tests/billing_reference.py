@@ -94,6 +94,7 @@ def rate_usage(versions: list[TariffVersion], subscribers: list[dict], usage: li
     pools: dict[tuple, int] = defaultdict(int)
     pending = []  # (record, version, rate, charged) for the pricing pass
     version_at: dict[datetime, TariffVersion | None] = {}  # versions start on whole minutes
+    days_by_cycle: dict[str, dict[tuple[str, str, str], int]] = {}
     for u in sorted(usage, key=lambda u: (u["started_at"], u["record_id"])):
         at, kind = u["started_at"], u["event_type"]
         minute = at.replace(second=0, microsecond=0)
@@ -115,17 +116,20 @@ def rate_usage(versions: list[TariffVersion], subscribers: list[dict], usage: li
             unrated[u["record_id"]] = "after_termination"
             continue
         v = version_at[minute]
-        if (u.get("direction") or "mo") == "mt":
-            rated[u["record_id"]] = Rated(u["record_id"], state["account_id"], kind, 0, 0, Decimal("0.0000"), None, v.version if v else 0)
-            continue
         if v is None:
             unrated[u["record_id"]] = "no_tariff"
             continue
         plan = v.plans.get(state["plan_id"])
+        if plan is None:
+            unrated[u["record_id"]] = "unknown_plan"
+            continue
+        if (u.get("direction") or "mo") == "mt":
+            rated[u["record_id"]] = Rated(u["record_id"], state["account_id"], kind, 0, 0, Decimal("0.0000"), None, v.version)
+            continue
         zone = "any" if kind == "data" else zone_of(v, u.get("called_number"))
         roaming = "home" if not u.get("visited_plmn") else v.roaming_zones.get(u["visited_plmn"])
         rate = rate_for(v, kind, zone, band_of(v, at), roaming) if zone and roaming else None
-        reason = ("unknown_plan" if plan is None else "unknown_destination" if zone is None
+        reason = ("unknown_destination" if zone is None
                   else "unknown_roaming_zone" if roaming is None else "no_tariff" if rate is None else None)
         if reason:
             unrated[u["record_id"]] = reason
@@ -135,7 +139,11 @@ def rate_usage(versions: list[TariffVersion], subscribers: list[dict], usage: li
         for a in plan.allowances:
             if a.event_type == kind and (a.zones is None or zone in a.zones) and (a.roaming is None or roaming in a.roaming):
                 key = (u["subscriber_id"], cycle, a.allowance_id)
-                included = max(0, min(qty, a.quantity_base - pools[key]))
+                if cycle not in days_by_cycle:
+                    days_by_cycle[cycle] = plan_days(subscribers, cycle)
+                days, days_in = days_by_cycle[cycle].get((u["subscriber_id"], state["account_id"], state["plan_id"]), 0), cycle_days(cycle)
+                allowance = round_fraction(Fraction(a.quantity_base * days, days_in), 0, "half_up")  # prorated by days at the plan
+                included = max(0, min(qty, int(allowance) - pools[key]))
                 pools[key] += qty
         pending.append((u, cycle, state, v, rate, included, qty - included))
     # tier totals per (subscriber, cycle, tiers) for volume pricing
@@ -163,9 +171,10 @@ def rate_usage(versions: list[TariffVersion], subscribers: list[dict], usage: li
                         cost += Fraction(t.price) * billed / rate.rate_unit
             else:
                 part1 = charged if rate.group2_start is None else min(charged, rate.group2_start)
-                cost += Fraction(rate.price) * ceil_to(part1, rate.increment) / rate.rate_unit
-                if charged > part1:
-                    cost += Fraction(rate.price2) * ceil_to(charged - part1, rate.increment2) / rate.rate_unit2
+                billed1 = ceil_to(part1, rate.increment)
+                cost += Fraction(rate.price) * billed1 / rate.rate_unit
+                if charged > billed1:  # the second interval prices what the first's increments leave
+                    cost += Fraction(rate.price2) * ceil_to(charged - billed1, rate.increment2) / rate.rate_unit2
             charge = max(round_fraction(cost, rate.decimals, rate.rounding), rate.min_charge)
             if rate.max_cost is not None:
                 charge = min(charge, rate.max_cost)
@@ -174,25 +183,41 @@ def rate_usage(versions: list[TariffVersion], subscribers: list[dict], usage: li
     return rated, unrated
 
 
-def recurring(versions: list[TariffVersion], subscribers: list[dict], cycle: str) -> dict[tuple[str, str, str], Decimal]:
-    """(account, subscriber, plan) -> prorated fee: each day at the plan held at the day's end."""
+def cycle_bounds(cycle: str) -> tuple[datetime, datetime]:
     start = datetime.strptime(cycle + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
-    end = (start + timedelta(days=32)).replace(day=1)
-    days_in = (end - start).days
-    v = version_for(versions, end - timedelta(microseconds=1))
+    return start, (start + timedelta(days=32)).replace(day=1)
+
+
+def cycle_days(cycle: str) -> int:
+    start, end = cycle_bounds(cycle)
+    return (end - start).days
+
+
+def plan_days(subscribers: list[dict], cycle: str) -> dict[tuple[str, str, str], int]:
+    """(subscriber, account, plan) -> days of the cycle billed at that plan: each day at the plan
+    held at the day's last instant (the end midnight), when active or suspended."""
+    start, _end = cycle_bounds(cycle)
     days: dict[tuple, int] = defaultdict(int)
     by_sub = defaultdict(list)
     for s in subscribers:
         by_sub[s["subscriber_id"]].append(s)
     for intervals in by_sub.values():
-        for d in range(days_in):
+        for d in range(cycle_days(cycle)):
             day_end = start + timedelta(days=d + 1)
             for s in intervals:  # the interval holding the last instant of the day
                 if s["valid_from"] < day_end and (s["valid_to"] is None or s["valid_to"] >= day_end):
                     if s["status"] in ("active", "suspended"):
-                        days[(s["account_id"], s["subscriber_id"], s["plan_id"])] += 1
+                        days[(s["subscriber_id"], s["account_id"], s["plan_id"])] += 1
                     break
-    return {k: round_fraction(Fraction(v.plans[k[2]].monthly_fee) * n / days_in, 2, "half_up") for k, n in days.items()}
+    return dict(days)
+
+
+def recurring(versions: list[TariffVersion], subscribers: list[dict], cycle: str) -> dict[tuple[str, str, str], Decimal]:
+    """(account, subscriber, plan) -> prorated fee: each day at the plan held at the day's end."""
+    _start, end = cycle_bounds(cycle)
+    v = version_for(versions, end - timedelta(microseconds=1))
+    return {(account, sub, plan): round_fraction(Fraction(v.plans[plan].monthly_fee) * n / cycle_days(cycle), 2, "half_up")
+            for (sub, account, plan), n in plan_days(subscribers, cycle).items()}
 
 
 def one_offs(versions: list[TariffVersion], subscribers: list[dict], events: list[dict], cycle: str) -> dict[str, tuple[str, Decimal]]:
@@ -238,10 +263,10 @@ def invoices(versions: list[TariffVersion], subscribers: list[dict], rated: dict
     start = datetime.strptime(cycle + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
     end = (start + timedelta(days=32)).replace(day=1)
     v = version_for(versions, end - timedelta(microseconds=1))
-    country = {}
-    for s in sorted(subscribers, key=lambda s: s["valid_from"]):
-        if s["valid_from"] < end:
-            country[s["account_id"]] = s["country"]
+    country = {}  # the account's intervals overlapping the cycle all name this one country
+    for s in subscribers:
+        if s["valid_from"] < end and (s["valid_to"] is None or s["valid_to"] > start):
+            assert country.setdefault(s["account_id"], s["country"]) == s["country"], s["account_id"]
     out = {}
     for account, amounts in lines.items():
         excl = sum(amounts, Decimal(0))

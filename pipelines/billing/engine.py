@@ -23,6 +23,7 @@ INVOICES = "gold/billing/invoices"
 INVOICE_LINES = "gold/billing/invoice_lines"
 BILL_RUNS = "gold/billing/bill_runs"
 ONE_OFF = "gold/billing/one_off_charges"
+HELD = "gold/billing/held_accounts"
 BSS_EVENTS = "bronze/bss.events"  # lifecycle events have no silver table; one_off_charges dedupes by event_id
 VIEWS = ("stg_usage", "effective_rated_usage")  # read once or filtered by their readers: not materialised
 
@@ -38,11 +39,15 @@ PLACEHOLDERS = {
     ADJUSTMENTS: "adjustment_id varchar, account_id varchar, for_cycle varchar, billed_cycle varchar, reason varchar, "
     "event_type varchar, amount decimal(18,4), count_records bigint, run_id varchar",
     ONE_OFF: "event_id varchar, billed_cycle varchar",
+    HELD: "cycle varchar, account_id varchar",
+    INVOICES: "billing_account_id varchar, cycle varchar",
+    INVOICE_LINES: "cycle varchar, line_id varchar",
     BSS_EVENTS: "event_id varchar, subscriber_id varchar, account_id varchar, occurred_at timestamptz, kind varchar, "
     "plan_id varchar, _kafka_timestamp timestamptz, _ingested_at timestamptz, _kafka_partition integer, _kafka_offset bigint, "
     "_source varchar, _source_row bigint, event_month varchar",
 }
 StepCallback = Callable[[str], None]
+
 
 def engine_options(settings: Settings) -> dict[str, Any]:
     """``[billing]`` options for DuckDB: ``memory_limit`` (e.g. "3GB") and ``threads`` (0 = all cores)."""
@@ -52,6 +57,11 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     spill.mkdir(parents=True, exist_ok=True)
     return {"memory_limit": memory, "threads": threads, "temp_directory": str(spill), "bucket_rows": bucket_rows}
 
+
+def max_held_share(settings: Settings) -> float:
+    """``[billing] max_held_share``: the share of a cycle's billed accounts that may be held before
+    the quality gate fails the bill run (default 0.01 = 1 %)."""
+    return float(settings.values("billing")["max_held_share"])
 
 
 def connect(lake: Lake, versions: dict[str, int], params: dict[str, Any], options: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
@@ -63,7 +73,7 @@ def connect(lake: Lake, versions: dict[str, int], params: dict[str, Any], option
         if key != "threads" or value:
             con.execute(f"set {key} = '{value}'")
     for name, version in versions.items():
-        con.register(view_name(name), dataset(lake, name, version))
+        register(con, lake, name, version)
     for name, columns in PLACEHOLDERS.items():
         if name not in versions:
             con.execute(f"create table {view_name(name)} ({columns})")
@@ -79,13 +89,26 @@ def connect(lake: Lake, versions: dict[str, int], params: dict[str, Any], option
     return con
 
 
+def register(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, version: int) -> None:
+    """Table ``name`` at ``version`` as a view: read by DuckDB's own Parquet reader when the
+    table allows it (parallel, with statistics the planner needs to pick join sides), else
+    through a pyarrow dataset."""
+    files = lake.parquet_files(name, version=version)
+    if files is None or not files.paths:
+        con.register(view_name(name), dataset(lake, name, version))
+        return
+    paths = "[" + ", ".join(_literal(p) for p in files.paths) + "]"
+    hive = ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in files.partition_types.items())
+    options = f"hive_partitioning = true, hive_types = {{{hive}}}" if hive else "hive_partitioning = false"
+    columns = ", ".join(f'"{c}"' for c in files.schema.names)
+    con.execute(f"create view {view_name(name)} as select {columns} from read_parquet({paths}, {options}, union_by_name = true)")
+
+
 def dataset(lake: Lake, name: str, version: int) -> Any:
     """Table ``name`` at ``version`` as a pyarrow dataset (see :meth:`Lake.dataset`)."""
     return lake.dataset(name, version=version)
 
 
-# Intermediate models dropped once the named model has run, to bound memory on big cycles.
-DROP_AFTER = {"usage_context": ("usage_scope", "minute_calendar"), "unrated": ("usage_context", "allowance_prior")}
 
 
 
@@ -111,8 +134,6 @@ def run_models(con: duckdb.DuckDBPyConnection, models: tuple[str, ...], on_step:
         if on_step:
             on_step(model)
         con.execute(f"create or replace temp table {model} as {model_sql(f'billing/{model}')}")
-        for done in DROP_AFTER.get(model, ()):
-            con.execute(f"drop table if exists {done}")
 
 
 def fetch(con: duckdb.DuckDBPyConnection, model: str, order_by: str | None = None) -> pa.Table:

@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
+from pipelines.billing import rating
 from pipelines.billing.engine import (
     ADJUSTMENTS,
     BILL_RUNS,
+    HELD,
     INVOICE_LINES,
     INVOICES,
     ONE_OFF,
@@ -32,23 +31,23 @@ from pipelines.billing.engine import (
     connect,
     engine_options,
     fetch,
+    max_held_share,
     read,
     run_models,
 )
+from pipelines.billing.rating import Rating
 from pipelines.billing.reference import REFERENCE_TABLES
 from pipelines.core.config import Settings
-from pipelines.core.duck import model_sql
 from pipelines.core.errors import BillingError
 from pipelines.core.lake import Lake, utcnow
 from pipelines.core.lease import leased
 
-OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES)
+OUTPUTS = (RATED, UNRATED, ADJUSTMENTS, ONE_OFF, INVOICE_LINES, INVOICES, HELD)
 
-SETUP_MODELS = ("version_periods", "rate_lookup")
-BUCKET_MODELS = ("usage_scope", "minute_calendar", "allowance_prior", "usage_context", "rated_usage", "unrated", "usage_charges")
-INVOICE_MODELS = ("recurring_charges", "one_off_charges", "late_adjustments", "invoice_lines", "invoices")
-RERATE_MODELS = (*SETUP_MODELS, *BUCKET_MODELS[:5], "rerated_usage", "rerate_adjustments")
-BATCH_ROWS = 1_000_000
+# account_problems decides which accounts this run holds, before anything is rated
+SETUP_MODELS = ("version_periods", "rate_lookup", "billing_cycles", "plan_days", "accounts", "account_problems", "rating_codes",
+                "subscriber_timeline")
+INVOICE_MODELS = ("recurring_charges", "one_off_charges", "late_adjustments", "invoice_lines", "invoices", "held_accounts")
 BILLING_LEASE = "billing"  # one bill run or rerate at a time per lake: a second one waits (pipelines.core.lease)
 _CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -91,6 +90,7 @@ class BillRunResult:
     unrated: int = 0
     late: int = 0
     invoices: int = 0
+    held_accounts: int = 0
     amount_excl_tax: Decimal = Decimal(0)
     amount_incl_tax: Decimal = Decimal(0)
     input_versions: dict[str, int] = field(default_factory=dict)
@@ -108,6 +108,7 @@ class RerateResult:
     changed_records: int = 0
     adjustments: int = 0
     net_amount: Decimal = Decimal(0)
+    held_accounts: int = 0
     input_versions: dict[str, int] = field(default_factory=dict)
 
 
@@ -116,6 +117,13 @@ def closed_cycles(lake: Lake) -> dict[str, dict[str, Any]]:
     if not lake.exists(BILL_RUNS):
         return {}
     return {r["cycle"]: r for r in read(lake, BILL_RUNS).to_pylist()}
+
+
+def held_count(lake: Lake, cycle: str) -> int:
+    """How many accounts the run of ``cycle`` held."""
+    if not lake.exists(HELD):
+        return 0
+    return sum(1 for c in read(lake, HELD, columns=["cycle"])["cycle"].to_pylist() if c == cycle)
 
 
 def _pin(lake: Lake) -> dict[str, int]:
@@ -134,51 +142,35 @@ def _pin(lake: Lake) -> dict[str, int]:
     return versions
 
 
-def bucket_count(lake: Lake, cycle: Cycle, version: int, bucket_rows: int) -> int:
-    """How many subscriber buckets keep one bucket near ``bucket_rows`` usage records (from the
-    Delta log's per-file record counts of the cycle's event_date partitions)."""
+def scope_records(lake: Lake, start: Cycle, end: Cycle, version: int) -> int:
+    """Usage records from the start of cycle ``start`` to the end of ``end``, from the Delta log's
+    per-file record counts of silver/usage's event_date partitions (an upper bound of a scope)."""
     actions = pa.table(lake.table(SILVER_USAGE, version=version).get_add_actions(flatten=True))
     column = "partition.event_date"
-    if column not in actions.column_names or "num_records" not in actions.column_names:
-        return 1
+    if "num_records" not in actions.column_names:
+        return 0
+    if column not in actions.column_names:
+        return sum(n or 0 for n in actions["num_records"].to_pylist())
     dates = actions[column].cast(pa.string()).to_pylist()
     counts = actions["num_records"].to_pylist()
-    lo, hi = cycle.start.date().isoformat(), cycle.end.date().isoformat()
-    rows = sum(n or 0 for d, n in zip(dates, counts, strict=True) if d is not None and lo <= d < hi)
-    return max(1, -(-rows // bucket_rows))
+    lo, hi = start.start.date().isoformat(), end.end.date().isoformat()
+    return sum(n or 0 for d, n in zip(dates, counts, strict=True) if d is not None and lo <= d < hi)
 
 
-def _write_batches(lake: Lake, name: str, reader: pa.RecordBatchReader, *, replace: bool, predicate: str, meta: dict[str, Any]) -> None:
-    """Write rows from DuckDB in bounded-memory slices, one commit each (each slice is a table,
-    so a retried commit re-sends the same rows). With ``replace`` the first slice replaces the
-    cycle's rows, so a re-run after a crash starts clean; the cycle only counts once closed."""
-    first = replace
-    for batch in reader:
-        table = pa.Table.from_batches([batch])
-        if first:
-            _replace(lake, name, table, predicate, meta, ["billed_cycle"])
-            first = False
-        elif table.num_rows:
-            lake.write(name, table, metadata=meta)
-    if first:
-        _replace(lake, name, reader.schema.empty_table(), predicate, meta, ["billed_cycle"])
-
-
-def _refuse_rows(con: duckdb.DuckDBPyConnection, check: str, problem: str) -> None:
-    """Run a check model (sql/billing/check_*.sql) and refuse the run when it returns rows."""
-    rows = con.sql(model_sql(f"billing/{check}")).fetchall()[:3]  # (.limit() can hang on CTEs in this DuckDB)
-    if rows:
-        raise BillingError(f"{problem}: e.g. {', '.join(str(r[0]) for r in rows)} ({check}.sql)")
-
-
-def _split_scope(con: duckdb.DuckDBPyConnection, split: Path, buckets: int, on_step: StepCallback | None) -> None:
-    """With several buckets, scan usage once and spill the scope to parquet by subscriber bucket."""
-    if buckets == 1:
+def _commit(lake: Lake, name: str, rating: Rating, cycle: str, meta: dict[str, Any]) -> None:
+    """Commit every file rating wrote for table ``name`` in one transaction replacing the cycle's
+    rows (a re-run after a crash starts clean; the cycle only counts once closed)."""
+    files = rating.files[name]
+    if rating.staging is None:
+        lake.commit_files(name, files, schema=rating.schemas[name], partition_by=["billed_cycle"], replace={"billed_cycle": cycle},
+                          metadata=meta)
         return
-    if on_step:
-        on_step(f"usage_scope (into {buckets} subscriber buckets)")
-    con.execute(f"copy (select *, hash(subscriber_id) % {buckets} as bucket from ({model_sql('billing/usage_scope')})) "
-                f"to '{split}' (format parquet, partition_by (bucket))")
+    import pyarrow.dataset as pds
+
+    data = pds.dataset([f.path for f in files], format="parquet", partitioning="hive").to_table() if files \
+        else rating.schemas[name].empty_table()
+    _replace(lake, name, data.select(rating.schemas[name].names).cast(rating.schemas[name]), f"billed_cycle = '{cycle}'", meta,
+             ["billed_cycle"])
 
 
 def _params(mode: str, cycle: Cycle, target: Cycle, run_id: str, rerate_seq: int = 0, first_billed: Cycle | None = None) -> dict[str, Any]:
@@ -189,7 +181,8 @@ def _params(mode: str, cycle: Cycle, target: Cycle, run_id: str, rerate_seq: int
         "mode": mode, "cycle": cycle.name, "target_cycle": target.name, "run_id": run_id, "rerate_seq": rerate_seq,
         "cycle_start": cycle.start, "cycle_end": cycle.end, "cycle_start_date": cycle.start.date(),
         "cycle_end_date": cycle.end.date(), "days_in_cycle": cycle.days,
-        "billing_start": first.start, "billing_start_cycle": first.name,
+        "billing_start": first.start, "billing_start_date": first.start.date(), "billing_start_cycle": first.name,
+        "bucket": 0, "buckets": 1,
     }
 
 
@@ -239,6 +232,7 @@ def bill_run(
             cycle=c.name, run_id=row["run_id"], already_closed=True, rated=row["count_rated"], unrated=row["count_unrated"],
             late=row["count_late"], invoices=row["count_invoices"], amount_excl_tax=row["amount_excl_tax"],
             amount_incl_tax=row["amount_incl_tax"], input_versions=json.loads(row["input_versions"]), quality_gate="closed earlier",
+            held_accounts=held_count(lake, c.name),
         )
     later = sorted(k for k in closed if k > c.name)
     if later:
@@ -247,51 +241,39 @@ def bill_run(
         raise BillingError(f"cycle {c.name} has not ended yet (ends {c.end:%Y-%m-%dT%H:%MZ}); pass --early to bill it now")
     versions = _pin(lake)
     options = engine_options(settings)
-    buckets = bucket_count(lake, c, versions[SILVER_USAGE], options.pop("bucket_rows"))
+    max_held_share(settings)  # a bad threshold is refused before anything is written
     first_billed = Cycle.parse(min(closed)) if closed else c
+    buckets = rating.bucket_count(scope_records(lake, first_billed, c, versions[SILVER_USAGE]), options["memory_limit"],
+                                  options.pop("bucket_rows"))
     con = connect(lake, versions, _params("bill", c, c, run_id, first_billed=first_billed), options)
     run_models(con, SETUP_MODELS, on_step)
-    _refuse_rows(con, "check_subscriber_intervals", "silver/subscribers has overlapping validity intervals (an event would be rated twice)")
     meta = {"run_id": run_id, "cycle": c.name, "input_versions": json.dumps(versions, sort_keys=True)}
     pred = f"billed_cycle = '{c.name}'"
-    rated = unrated = late = 0
-    split = Path(options["temp_directory"]) / f"scope-{run_id}-{uuid.uuid4().hex[:8]}"
+    rated = rating.rate(con, lake, buckets=buckets, mode="bill", on_step=on_step)
+    if on_step:
+        on_step("writing rated usage")
     try:
-        _split_scope(con, split, buckets, on_step)
-        for bucket in range(buckets):
-            step = (lambda m, b=bucket: on_step(f"[{b + 1}/{buckets}] {m}")) if on_step and buckets > 1 else on_step
-            if buckets > 1 and any(split.rglob("*.parquet")):
-                con.execute(f"create or replace temp table usage_scope as select * exclude (bucket) "
-                            f"from read_parquet('{split}/**/*.parquet', hive_partitioning = true) where bucket = {bucket}")
-            elif buckets > 1:  # nothing left to rate in the cycle
-                con.execute(f"create or replace temp table usage_scope as {model_sql('billing/usage_scope')} limit 0")
-            run_models(con, BUCKET_MODELS[1:] if buckets > 1 else BUCKET_MODELS, step)
-            counts = con.sql("select (select count(*) from rated_usage), (select count(*) from unrated), "
-                             "(select count(*) filter (where is_late) from rated_usage)").fetchall()[0]
-            rated, unrated, late = rated + counts[0], unrated + counts[1], late + counts[2]
-            con.execute("create table if not exists usage_charges_all as select * from usage_charges limit 0")
-            con.execute("insert into usage_charges_all select * from usage_charges")
-            if step:
-                step("writing rated usage")
-            for name, model in ((RATED, "rated_usage"), (UNRATED, "unrated")):
-                _write_batches(lake, name, con.sql(f"select * from {model}").to_arrow_reader(BATCH_ROWS), replace=bucket == 0,
-                               predicate=pred, meta=meta)
-            con.execute("drop table rated_usage; drop table unrated; drop table usage_charges")
+        for name in (RATED, UNRATED):
+            _commit(lake, name, rated, c.name, meta)
     finally:
-        shutil.rmtree(split, ignore_errors=True)
-    con.execute("create temp table usage_charges as select * from usage_charges_all")
+        if rated.staging:
+            shutil.rmtree(rated.staging, ignore_errors=True)
+    con.execute("create or replace temp table usage_charges as select * from usage_charges_all")
     run_models(con, INVOICE_MODELS, on_step)
-    _refuse_rows(con, "check_vat", "no VAT rate in the catalog's [vat] for the country of billed accounts")
     totals = con.sql("select count(*), coalesce(sum(amount_excl_tax), 0), coalesce(sum(amount_incl_tax), 0) from invoices").fetchall()[0]
+    held = fetch(con, "held_accounts", "account_id")
     if on_step:
         on_step("writing invoices")
     _replace(lake, ADJUSTMENTS, fetch(con, "late_adjustments", "adjustment_id"), f"{pred} and reason = 'late_usage'", meta)
-    _replace(lake, ONE_OFF, fetch(con, "one_off_charges", "event_id"), pred, meta, ["billed_cycle"])
+    _replace(lake, ONE_OFF, fetch(con, "(select * exclude (is_held) from one_off_charges where not is_held)", "event_id"), pred, meta,
+             ["billed_cycle"])
+    _replace(lake, HELD, held, f"cycle = '{c.name}'", meta, ["cycle"])
     _replace(lake, INVOICE_LINES, fetch(con, "invoice_lines", "bill_no, line_id"), f"cycle = '{c.name}'", meta, ["cycle"])
     _replace(lake, INVOICES, fetch(con, "invoices", "bill_no"), f"cycle = '{c.name}'", meta, ["cycle"])
     con.close()
     result = BillRunResult(
-        cycle=c.name, run_id=run_id, rated=rated, unrated=unrated, late=late, invoices=totals[0],
+        cycle=c.name, run_id=run_id, rated=rated.rated, unrated=rated.unrated, late=rated.late, invoices=totals[0],
+        held_accounts=held.num_rows,
         amount_excl_tax=Decimal(totals[1]), amount_incl_tax=Decimal(totals[2]), input_versions=versions,
     )
     if gate is not None:
@@ -340,13 +322,16 @@ def rerate(settings: Settings, cycle: str, *, on_step: StepCallback | None = Non
     options = engine_options(settings)
     options.pop("bucket_rows")
     con = connect(lake, versions, _params("rerate", c, target, run_id, seq), options)
-    _refuse_rows(con, "check_subscriber_intervals", "silver/subscribers has overlapping validity intervals (an event would be rated twice)")
-    run_models(con, RERATE_MODELS, on_step)
+    run_models(con, SETUP_MODELS, on_step)
+    rating.rate(con, lake, buckets=1, mode="rerate", on_step=on_step)
+    con.execute("create or replace temp table rated_usage as select * from rated_usage_all")
+    run_models(con, ("rerated_usage", "rerate_adjustments"), on_step)
     changed = fetch(con, "rerated_usage", "record_id")
+    held = con.sql("select count(distinct account_id) from held_usage_all").fetchall()[0][0]
     adjustments = fetch(con, "rerate_adjustments", "adjustment_id")
     con.close()
     result = RerateResult(cycle=c.name, run_id=run_id, target_cycle=target.name, changed_records=changed.num_rows,
-                          adjustments=adjustments.num_rows, input_versions=versions,
+                          adjustments=adjustments.num_rows, input_versions=versions, held_accounts=held,
                           net_amount=sum(adjustments["amount"].to_pylist(), Decimal(0)))
     if not changed.num_rows:
         return result

@@ -71,6 +71,9 @@ def bill_run_cmd(
         console.print(f"cycle [bold]{result.cycle}[/bold] {verb}: {result.rated:,} rated, {result.unrated:,} unrated, "
                       f"{result.late:,} late, {result.invoices:,} invoices, {result.amount_incl_tax} incl. tax; "
                       f"quality gate: {result.quality_gate}")
+        if result.held_accounts:
+            console.print(f"{result.held_accounts:,} accounts held (billed once their data is fixed): "
+                          "see gold/billing/held_accounts")
 
 
 def rerate(

@@ -53,6 +53,11 @@ def _one_of_command_or_exec(values: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}.on_inputs = true: expected the tables it reads in {where}.reads")
 
 
+def _bucket_rows(values: dict[str, Any], where: str) -> None:
+    if 0 < values["bucket_rows"] < 1000:
+        raise ConfigError(f"{where}.bucket_rows = {values['bucket_rows']!r}: expected 0 (buckets sized by memory_limit) or an integer >= 1000")
+
+
 def _stop_in_time(values: dict[str, Any], where: str) -> None:
     if values["stop_timeout_s"] > 25:
         raise ConfigError(f"{where}.stop_timeout_s = {values['stop_timeout_s']!r}: at most 25 (up exits within 30 s of SIGTERM)")
@@ -86,7 +91,7 @@ class Names(Strings):
 class Components(Strings):
     """Which continuous components `telcolake up` runs."""
 
-    allowed = "a list of ingest, silver, streams"
+    allowed = "a list of ingest, silver, streams, fulfilment, responders"
 
     def check(self, value: Any, where: str) -> tuple[str, ...]:
         if isinstance(value, tuple):  # a declared default
@@ -94,7 +99,7 @@ class Components(Strings):
         if value == []:
             return ()
         names = super().check(value, where)
-        if any(n not in ("ingest", "silver", "streams") for n in names) or len(set(names)) != len(names):
+        if any(n not in ("ingest", "silver", "streams", "fulfilment", "responders") for n in names) or len(set(names)) != len(names):
             raise refuse(where, value, self.allowed)
         return names
 
@@ -167,8 +172,9 @@ CONFIG = Table(keys={
     "billing": Table(keys={
         "memory_limit": Memory(default="2GB"),
         "threads": THREADS,
-        "bucket_rows": Int(1000, 10**11, default=2_000_000),
-    }),
+        "bucket_rows": Int(0, 10**11, default=0),
+        "max_held_share": Num(0, 1, default=0.01),
+    }, checks=(_bucket_rows,)),
     "streams": Table(keys={
         "shards": Int(1, 4096, default=8),
         "flush_rows": Int(1, 100_000_000, default=50_000),
@@ -207,6 +213,32 @@ CONFIG = Table(keys={
         "allowed_lateness_s": Seconds(7 * DAY_S, default=600.0, zero=True),
     }, checks=(_multiple_of_hop,)),
     "jobs": Table(extra=JOB, extra_name="job"),
+    "fulfilment": Table(keys={
+        "shards": Int(1, 4096, default=1),
+        "workers": Int(1, 1024, default=1),
+        "flush_rows": Int(1, 100_000_000, default=20_000),
+        "flush_seconds": Seconds(3600, default=0.05),
+        "fetch_wait_ms": Int(0, 60_000, default=5),
+        "commit_interval_s": Seconds(3600, default=1.0),
+        "clock": Text(default="wall", pattern="wall|external", what="'wall' or 'external'"),
+        "tick_interval_s": Seconds(3600, default=1.0),
+        "grace_s": Seconds(DAY_S, default=5.0, zero=True),
+        "sla_share": Num(0, 1, default=0.5, lo_open=True, hi_open=True),
+        "max_attempts": Int(1, 1000, default=4),
+        "backoff_s": Seconds(DAY_S, default=2.0, zero=True),
+        "backoff_max_s": Seconds(30 * DAY_S, default=60.0, zero=True),
+        "keep_terminal_s": Seconds(366 * DAY_S, default=7 * DAY_S),
+        "timeouts": Table(keys={k: Seconds(30 * DAY_S, default=v) for k, v in (("sim", 30.0), ("hss", 60.0), ("pcrf", 30.0), ("ott", 120.0))}),
+        "responders": Table(keys={
+            "realtime": Bool(default=True),
+            "seed": Int(0, 2**63 - 1, default=7),
+            **{k: Num(0, 1, default=v) for k, v in (("permanent_rate", 0.03), ("retryable_rate", 0.08), ("exhausted_rate", 0.01),
+                                                     ("slow_rate", 0.03), ("timeout_rate", 0.01), ("lost_rate", 0.01),
+                                                     ("duplicate_rate", 0.02), ("stale_rate", 0.02))},
+            "latency_ms": Table(keys={k: Num(0, 3_600_000, default=v, unit="milliseconds")
+                                      for k, v in (("sim", 200.0), ("hss", 400.0), ("pcrf", 150.0), ("ott", 1500.0))}),
+        }),
+    }),
     "scheduler": Table(keys={
         "max_concurrent": Int(1, 64, default=2),
         "inputs_check_s": Seconds(DAY_S, default=10.0),
@@ -214,7 +246,7 @@ CONFIG = Table(keys={
     "service": Table(keys={
         "host": Text(default="127.0.0.1", nonempty=True, pattern=r"[A-Za-z0-9.:\-\[\]]{1,253}", what="an address such as '127.0.0.1'"),
         "port": Int(1, 65535, default=8760),
-        "components": Components(default=("ingest", "silver", "streams")),
+        "components": Components(default=("ingest", "silver", "streams", "fulfilment")),
         "scheduler": Bool(default=True),
         "silver_interval_s": Seconds(3600, default=1.0),
         "restart_backoff_s": Seconds(3600, default=1.0),

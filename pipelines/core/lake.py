@@ -13,6 +13,7 @@ processes can write one table (docs/operations.md, "Concurrent writers").
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -173,6 +175,63 @@ class Lake:
         version = self.commit(name, lambda _dt: write, partition_by=partition_by, configuration=configuration)
         assert version is not None
         return version
+
+    def parquet_files(self, name: str, *, version: int | None = None) -> ParquetFiles | None:
+        """The data files of table ``name`` (at ``version``) for a reader of plain Parquet (DuckDB's
+        ``read_parquet``), or None when that would not read the table right: a remote lake,
+        deletion vectors or column mapping, or partition values not spelled in the file paths."""
+        if self.is_remote:
+            return None
+        dt = self.table(name, version=version)
+        features = set(dt.protocol().reader_features or [])
+        if features & {"deletionVectors", "columnMapping"} or dt.metadata().configuration.get("delta.columnMapping.mode", "none") != "none":
+            return None
+        root = dt.table_uri.removeprefix("file://").rstrip("/")
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        partitions = list(dt.metadata().partition_columns)
+        for column in partitions:
+            values = actions[f"partition.{column}"].cast(pa.string()).to_pylist()
+            for path, value in zip(actions["path"].to_pylist(), values, strict=True):
+                if value is None or f"{column}={value}" not in unquote(path).split("/"):
+                    return None
+        schema = pa.schema(dt.schema().to_arrow())
+        types = {c: _DUCKDB_TYPES.get(str(schema.field(c).type), "VARCHAR") for c in partitions}
+        return ParquetFiles([f"{root}/{unquote(p)}" for p in actions["path"].to_pylist()], types, schema)
+
+    def commit_files(
+        self,
+        name: str,
+        files: list[WrittenFile],
+        *,
+        schema: pa.Schema,
+        partition_by: list[str],
+        replace: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Commit Parquet files already written inside table ``name``'s folder (by DuckDB's COPY)
+        as one transaction, creating the table when needed; return the new version.
+
+        With ``replace`` (partition column -> value) the commit also removes every file of that
+        partition, so the partition holds exactly ``files`` afterwards.
+        """
+        from deltalake.transaction import AddAction
+
+        schema = _delta_schema(schema)
+        uri = self.uri(name)
+        props = CommitProperties(custom_metadata={k: str(v) for k, v in (metadata or {}).items()} or None,
+                                 max_commit_retries=COMMIT_RETRIES)
+        if not self.exists(name):
+            DeltaTable.create(uri, schema, partition_by=partition_by, storage_options=self._opts(), commit_properties=props)
+        root = uri.removeprefix("file://").rstrip("/")
+        now = int(time.time() * 1000)
+        actions = [AddAction(os.path.relpath(f.path, root), f.size, dict(f.partition_values), now, True,
+                             json.dumps({"numRecords": f.num_records, "nullCount": f.null_counts}))
+                   for f in files]
+        filters = [(k, "=", v) for k, v in (replace or {}).items()] or None
+        dt = self.table(name)
+        dt.create_write_transaction(actions, "overwrite" if replace else "append", schema, partition_by=partition_by,
+                                    partition_filters=filters, commit_properties=props)
+        return self.table(name).version()
 
     def existing_files(self, name: str, paths: list[str]) -> list[str]:
         """Which of ``paths`` (relative to table ``name``, as the Delta log has them) are in storage."""
@@ -432,6 +491,41 @@ class TableHandle:
                     raise
             time.sleep(random.uniform(0.01, min(0.05 * (attempt + 1), 0.5)))
         raise LakeError(f"table {self.name}: {COMMIT_RETRIES} commits in a row conflicted with other writers; try again")
+
+
+@dataclass(frozen=True)
+class ParquetFiles:
+    """A table's data files (absolute local paths), its partition columns' DuckDB types, its schema."""
+
+    paths: list[str]
+    partition_types: dict[str, str]
+    schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A Parquet file written into a table's folder, not committed yet (see :meth:`Lake.commit_files`)."""
+
+    path: str
+    size: int
+    num_records: int
+    partition_values: Mapping[str, str]
+    null_counts: Mapping[str, int]
+
+
+_DUCKDB_TYPES = {"date32[day]": "DATE", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER"}
+
+
+def _delta_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` as Delta types: timestamps in UTC microseconds, dictionaries as their values."""
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_dictionary(t):
+            return plain(t.value_type)
+        if pa.types.is_timestamp(t) and t.tz:
+            return pa.timestamp("us", tz="UTC")
+        return _VIEW_TYPES.get(t, t)
+
+    return pa.schema([f.with_type(plain(f.type)) for f in schema])
 
 
 _VIEW_TYPES = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary(), pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}

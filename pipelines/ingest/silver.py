@@ -157,8 +157,17 @@ def _duplicates_between(lake: Lake, since: int | None, until: int) -> pa.Table:
 
 SUBSCRIBER_INTERVALS = """
 -- silver/subscribers: one row per (subscriber, validity interval); key (subscriber_id, valid_from)
+-- State starts at the subscriber's first `activated` event: events before it (a plan change that
+-- arrived ahead of the activation) start no interval, and a subscriber with no activation yet has
+-- none; its events wait in bronze and count once the activation lands. A redelivered copy of an
+-- event_id counts once: its first arrival (the order one-off charges use too).
 with events as (
-    select * from bss where kind in ('activated', 'plan_changed', 'suspended', 'resumed', 'terminated')
+    select * from bss
+    where kind in ('activated', 'plan_changed', 'suspended', 'resumed', 'terminated')
+    qualify row_number() over (
+        partition by event_id
+        order by coalesce(_kafka_timestamp, _ingested_at), _ingested_at, _source, _kafka_partition, _kafka_offset, _source_row
+    ) = 1
 ),
 ordered as (
     select *, row_number() over (partition by subscriber_id order by occurred_at, event_id) as seq
@@ -166,7 +175,8 @@ ordered as (
 ),
 activation as (
     select subscriber_id,
-           arg_min(account_id, seq) as account_id,
+           min(seq) filter (where kind = 'activated') as activation_seq,
+           arg_min(account_id, seq) filter (where kind = 'activated') as account_id,
            min(occurred_at) filter (where kind = 'activated') as activated_at,
            arg_min(json_extract_string(attributes, '$.msisdn'), seq) filter (where kind = 'activated') as msisdn,
            arg_min(json_extract_string(attributes, '$.imsi'), seq) filter (where kind = 'activated') as imsi,
@@ -175,11 +185,14 @@ activation as (
            arg_min(json_extract_string(attributes, '$.segment'), seq) filter (where kind = 'activated') as segment
     from ordered group by subscriber_id
 ),
+activated as (
+    select o.* from ordered o join activation a using (subscriber_id) where o.seq >= a.activation_seq
+),
 stateful as (
     select subscriber_id, occurred_at as valid_from, seq, _ingested_at,
            last_value(plan_id ignore nulls) over w as plan_id,
            case kind when 'terminated' then 'terminated' when 'suspended' then 'suspended' else 'active' end as status
-    from ordered
+    from activated
     window w as (partition by subscriber_id order by seq rows between unbounded preceding and current row)
 ),
 intervals as (

@@ -1,6 +1,9 @@
 -- late_adjustments: one row per (account, earlier cycle, event type) of late usage rated in this
 -- bill run (key: adjustment_id). Late records keep their own cycle and the tariff valid at their
--- event time; Kill Bill style, they are billed as adjustment lines on this (open) cycle.
+-- event time; Kill Bill style, they are billed as adjustment lines on this (open) cycle. The id
+-- is LATE-<billed cycle>-<account>-<for cycle>-<event type> (a re-run of the cycle replaces the
+-- same ids); the amount is the exact sum of the late records' charges rounded half-up to cents
+-- once per line, never merged into the for-cycle's own (already rounded) usage line.
 with params as (
     select * from run_params
 ),

@@ -5,6 +5,9 @@ create or replace macro ceil_div(a, b) as (a + b - 1) // b;
 -- n / d rounded by method: 'up' (ceiling), 'down' (floor), 'half_up' (halves away from zero); n >= 0, d > 0
 create or replace macro round_div(n, d, method) as
     case method when 'up' then (n + d - 1) // d when 'down' then n // d else (2 * n + d) // (2 * d) end;
+-- the same with the method as rating_keys' rounding_code: 0 up, 1 down, 2 half_up
+create or replace macro round_div_code(n, d, code) as
+    case code when 0 then (n + d - 1) // d when 1 then n // d else (2 * n + d) // (2 * d) end;
 -- signed n / d, halves away from zero (Python's ROUND_HALF_UP), d > 0
 create or replace macro round_half_up_div(n, d) as sign(n) * ((2 * abs(n) + d) // (2 * d));
 create or replace macro to_micro(x) as (x * 1000000)::hugeint;

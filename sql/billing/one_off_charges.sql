@@ -5,7 +5,8 @@
 -- late events of earlier cycles (from the first billed cycle on) that no earlier run billed;
 -- they keep their own `cycle` and are billed here (`billed_cycle`, `is_late`). Events before the
 -- first billed cycle are history from before billing started and are not charged. An event
--- whose subscriber is not in silver/subscribers at its time yet waits for a later run.
+-- whose subscriber is not in silver/subscribers at its time yet waits for a later run, and so
+-- does the event of an account held now (is_held: not written, charged once the account is fixed).
 with params as (
     select * from run_params
 ),
@@ -64,9 +65,10 @@ final as (
     select e.event_id, e.subscriber_id, e.account_id, e.kind, e.plan_id, e.occurred_at,
            strftime(e.occurred_at, '%Y-%m') as cycle, p.cycle as billed_cycle, e.occurred_at < p.cycle_start as is_late,
            e.tariff_version, e.price_id, e.price_name, e.price, e.rounding, e.decimals,
-           e4_to_money(e.amount_e4) as amount, e.currency, p.run_id
+           e4_to_money(e.amount_e4) as amount, e.currency, p.run_id, h.account_id is not null as is_held
     from priced e
     cross join params p
+    left join account_problems h on h.account_id = e.account_id
     where e.amount_e4 > 0
 )
 select * from final

@@ -1,83 +1,71 @@
--- usage_context: one row per record in scope (key: record_id) with its cycle, subscriber
--- interval, tariff version, time band, destination zone (longest prefix), roaming zone, rate
--- and allowance, or the reason it cannot be rated. Mobile-terminated events need no rate.
+-- usage_context: one row per record in scope (key: record_id) with what rating needs: its stretch
+-- of subscriber time (account, plan, days at the plan), its rating key (rk_id: cycle, tariff
+-- version, band, destination zone by longest prefix, roaming zone, plan, direction -> rate,
+-- allowance, tiers), the allowance prorated by the days of the cycle billed at the plan
+-- (half-up to a whole base unit), or the code of the reason it cannot be rated, the first of:
+--    1 unknown_subscriber   2 before_activation   3 no_subscriber_state
+--    4 held (an account in account_problems: neither rated nor unrated by this run)
+--    5 after_termination    6 no_tariff (no version at its time)    7 unknown_plan
+-- then, for mobile-originated events only (mobile-terminated ones need no destination or rate:
+-- they are rated at zero):
+--    8 unknown_destination  9 unknown_roaming_zone  10 no_tariff (no rate)
+-- Joins only, no window, and small integer keys: one streaming pass over the Parquet files.
 with scope as (
     select * from usage_scope
 ),
-subscribers as (
-    select * from silver_subscribers
-),
-first_seen as (
-    select subscriber_id, min(valid_from) as first_valid_from
-    from subscribers
-    group by subscriber_id
-),
 timed as (
-    select u.*, c.cycle, c.tariff_version, c.band
+    select u.*, c.calendar_code, c.tariff_version,
+           case u.event_type when 'voice' then 0 when 'sms' then 1 else 2 end::tinyint as type_code
     from scope u
-    join minute_calendar c using (started_minute)
+    join minute_calendar c using (minute_no)
 ),
-prefix_width as (
-    select version, max(prefix_len) as width from reference_tariff_destinations group by version
+width as (
+    select max(prefix_len) as width from reference_tariff_destinations
 ),
-number_keys as (
-    -- every destination prefix is at most `width` digits, so the first `width` digits decide the zone
-    select distinct t.tariff_version as version, w.width, left(t.called_number, w.width) as number_key
-    from timed t
-    join prefix_width w on w.version = t.tariff_version
-    where t.event_type <> 'data' and t.is_mo and t.called_number is not null
-),
-key_zones as (
-    select k.version, k.number_key, arg_max(d.zone, d.prefix_len) as zone
-    from number_keys k
-    join reference_tariff_destinations d on d.version = k.version and starts_with(k.number_key, d.prefix)
-    group by k.version, k.number_key
+roaming as (
+    select r.version, r.visited_plmn, c.code as roaming_code
+    from reference_tariff_roaming_zones r
+    join rating_codes c on c.kind = 'roaming' and c.value = r.roaming_zone
 ),
 zoned as (
     select t.*,
-           case when t.event_type = 'data' then 'any' else kz.zone end as zone,
-           case when t.visited_plmn is null then 'home' else rz.roaming_zone end as roaming_zone
+           case when t.event_type = 'data' then 2 when not t.is_mo then 0 else coalesce(kz.zone_code, 1) end as zone_code,
+           case when t.visited_plmn is null then 1 else coalesce(rz.roaming_code, 0) end as roaming_code
     from timed t
-    left join prefix_width w on w.version = t.tariff_version
-    left join key_zones kz on kz.version = t.tariff_version and kz.number_key = left(t.called_number, w.width)
-    left join reference_tariff_roaming_zones rz on rz.version = t.tariff_version and rz.visited_plmn = t.visited_plmn
+    cross join width w
+    left join destination_keys kz
+      on kz.version = t.tariff_version
+     and kz.number_key = case when t.is_mo and t.event_type <> 'data' then left(t.called_number, w.width) end
+    left join roaming rz on rz.version = t.tariff_version and rz.visited_plmn = t.visited_plmn
 ),
 with_subscriber as (
-    select z.*, s.account_id, s.plan_id, s.status, s.currency, f.subscriber_id is not null as is_known, f.first_valid_from
+    select z.*, s.account_id, s.plan_code, s.stretch_reason, s.plan_days, s.days_in_cycle, s.sub_no,
+           s.subscriber_id is not null as is_known
     from zoned z
-    left join first_seen f on f.subscriber_id = z.subscriber_id
-    left join subscribers s
-      on s.subscriber_id = z.subscriber_id and s.valid_from <= z.started_at
-     and (s.valid_to is null or z.started_at < s.valid_to)
+    left join subscriber_timeline s
+      on s.subscriber_id = z.subscriber_id and z.started_at >= s.valid_from and z.started_at < s.valid_until
 ),
-matched as (
-    select w.*, pl.plan_id is not null as is_plan_known, lk.rate_id, al.allowance_id, al.quantity_base as allowance_base
+keyed as (
+    select w.*, k.rk_id, k.rate_id is not null as has_rate, k.allowance_quantity
     from with_subscriber w
-    left join reference_tariff_plans pl on pl.version = w.tariff_version and pl.plan_id = w.plan_id
-    left join rate_lookup lk
-      on w.is_mo and lk.version = w.tariff_version and lk.event_type = w.event_type and lk.zone = w.zone
-     and lk.band = w.band and lk.roaming_zone = w.roaming_zone
-    left join reference_tariff_allowances al
-      on w.is_mo and al.version = w.tariff_version and al.plan_id = w.plan_id and al.event_type = w.event_type
-     and (al.zones is null or list_contains(al.zones, w.zone))
-     and (al.roaming is null or list_contains(al.roaming, w.roaming_zone))
+    left join rating_keys k
+      on k.calendar_code = w.calendar_code and k.type_code = w.type_code
+     and k.zone_code = w.zone_code and k.roaming_code = w.roaming_code and k.plan_code = w.plan_code and k.is_mo = w.is_mo
 ),
 classified as (
-    select record_id, event_type, subscriber_id, started_at, event_date, quantity_base, unit_base, is_mo,
-           visited_plmn, ott_partner_id, cycle, tariff_version, band, zone, roaming_zone, account_id, plan_id,
-           currency, rate_id, allowance_id, allowance_base,
+    select record_id, subscriber_id, account_id, started_at, minute_no, type_code, quantity_base, sub_no, rk_id,
+           -- half-up to whole base units; at most 50 GB x 31 days: bigint is enough
+           (2 * allowance_quantity * plan_days + days_in_cycle) // (2 * days_in_cycle) as allowance_base,
            case
-               when not is_known then 'unknown_subscriber'
-               when started_at < first_valid_from then 'before_activation'
-               when account_id is null then 'no_subscriber_state'
-               when status = 'terminated' then 'after_termination'
+               when not is_known then 1
+               when stretch_reason is not null then stretch_reason
+               when tariff_version is null then 6
+               when rk_id is null then 7
                when not is_mo then null
-               when tariff_version is null then 'no_tariff'
-               when not is_plan_known then 'unknown_plan'
-               when zone is null then 'unknown_destination'
-               when roaming_zone is null then 'unknown_roaming_zone'
-               when rate_id is null then 'no_tariff'
-           end as unrated_reason
-    from matched
+               when zone_code = 1 then 8
+               when roaming_code = 0 then 9
+               when not has_rate then 10
+           end::tinyint as reason
+    from keyed
 )
 select * from classified

@@ -111,7 +111,7 @@ def test_up_serves_endpoints_runs_jobs_refreshes_silver_and_stops_on_sigterm(env
             return st if done else None
 
         st = _wait(caught_up_status, 60, "lag 0, silver refreshed and a job run in /api/status", proc)
-        assert {n: c["state"] for n, c in st["components"].items()} == {"ingest": "running", "silver": "running", "streams": "running"}
+        assert {n: c["state"] for n, c in st["components"].items()} == {"ingest": "running", "silver": "running", "streams": "running", "fulfilment": "running"}
         assert all(c["restarts"] == 0 for c in st["components"].values())
         assert st["broker"]["reachable"] and not st["errors"]
         assert "ingest" not in {j["job"] for j in st["jobs"]}, "the scheduler inside up ran the ingest job"

@@ -26,7 +26,7 @@ def test_sql_and_reference_agree_to_the_cent_on_generated_usage_in_buckets(local
     settings = dataclasses.replace(local_settings, raw={**local_settings.raw, "billing": {"bucket_rows": 12_000}})
     steps: list[str] = []
     result = bill_run(settings, "2026-10", now=ts("2027-01-01T00:00:00"), on_step=steps.append)
-    assert "[3/3] rated_usage" in steps
+    assert "[3/3] usage_context" in steps and "[4/3] usage_context" not in steps
     assert result.rated + result.unrated == records.num_rows  # unique usage = rated + unrated
 
     versions = read_catalog(DEFAULT_CATALOG)

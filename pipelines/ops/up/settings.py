@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pipelines.core.config import Settings
 from pipelines.core.errors import ConfigError
 
-COMPONENTS = ("ingest", "silver", "streams")
+COMPONENTS = ("ingest", "silver", "streams", "fulfilment", "responders")
+DEFAULT_COMPONENTS = ("ingest", "silver", "streams", "fulfilment")
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,8 @@ class ServiceSettings:
     Attributes:
         host: the address the HTTP endpoints bind (127.0.0.1: this machine only).
         port: their port (``telcolake up --port`` overrides).
-        components: which continuous components run (ingest, silver, streams).
+        components: which continuous components run (ingest, silver, streams, fulfilment; and
+            responders, the simulated network functions and partners, for demos and tests).
         silver_interval_s: silver is refreshed at most this long after a bronze commit.
         restart_backoff_s: a crashed component restarts after this, doubling per crash in a
             row up to ``restart_backoff_max_s`` (reset once it ran ``healthy_after_s``).
@@ -30,7 +32,7 @@ class ServiceSettings:
 
     host: str = "127.0.0.1"
     port: int = 8760
-    components: tuple[str, ...] = COMPONENTS
+    components: tuple[str, ...] = DEFAULT_COMPONENTS
     silver_interval_s: float = 1.0
     restart_backoff_s: float = 1.0
     restart_backoff_max_s: float = 30.0

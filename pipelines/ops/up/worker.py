@@ -1,7 +1,9 @@
 """One component of `telcolake up` in its own process: ``python -m pipelines.ops.up.worker NAME``.
 
 Components: ``ingest`` (Kafka -> bronze, continuously), ``silver`` (silver refreshed from bronze
-within ``[service] silver_interval_s`` of each landed batch), ``streams`` (the stream flows).
+within ``[service] silver_interval_s`` of each landed batch), ``streams`` (the stream flows),
+``fulfilment`` (the order orchestrator on the wall clock), ``responders`` (the simulated network
+functions and partners answering its commands: for demos and tests, not a real network).
 SIGTERM/SIGINT finish the batch in flight and exit 0. Progress goes to stdout as JSON lines
 (``{"event": "landed", ...}``, ``{"event": "caught_up"}``, ...), read by the supervisor;
 errors go to stderr.
@@ -98,6 +100,21 @@ def run_streams_component(settings: Settings, stop: StopFlag) -> None:
     run_streams(settings, until_caught_up=False, stop=stop, on_commit=committed)
 
 
+def run_fulfilment_component(settings: Settings, stop: StopFlag) -> None:
+    from pipelines.oss import run_fulfilment
+
+    def committed(emits: list) -> None:
+        emit("committed", flow="fulfilment", events=sum(sum(v for k, v in e.result.counts.items() if k.startswith("in_")) for e in emits))
+
+    run_fulfilment(settings, stop=stop, clock="wall", on_commit=committed)
+
+
+def run_responders_component(settings: Settings, stop: StopFlag) -> None:
+    from pipelines.oss import run_responders
+
+    run_responders(settings, stop=stop)
+
+
 def main(argv: list[str]) -> int:
     from pipelines.core.errors import TelcolakeError
     from pipelines.ops.up.settings import ServiceSettings
@@ -115,8 +132,12 @@ def main(argv: list[str]) -> int:
             run_silver_component(settings, stop, service.silver_interval_s)
         elif name == "streams":
             run_streams_component(settings, stop)
+        elif name == "fulfilment":
+            run_fulfilment_component(settings, stop)
+        elif name == "responders":
+            run_responders_component(settings, stop)
         else:
-            print(f"unknown component {name!r}: expected ingest, silver or streams", file=sys.stderr)
+            print(f"unknown component {name!r}: expected ingest, silver, streams, fulfilment or responders", file=sys.stderr)
             return 2
     except TelcolakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
