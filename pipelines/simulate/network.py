@@ -22,7 +22,7 @@ DRIFT_PRB, DRIFT_LATENCY_MS, DRIFT_DROP_P = 25.0, 35.0, 0.015
 
 
 def pick_incidents(rng: np.random.Generator, pop: Population, clock: Clock, per_day: float = 0.5) -> list[tuple[int, int, int]]:
-    """A few busy cells that degrade for a few hours: (cell index, start s, end s)."""
+    """Busy cells that degrade for a few hours, ``per_day`` on average: (cell index, start s, end s)."""
     if per_day <= 0:
         return []
     n = max(1, round(clock.days * per_day))
@@ -34,6 +34,16 @@ def pick_incidents(rng: np.random.Generator, pop: Population, clock: Clock, per_
         length = int(rng.integers(2 * HOUR, 6 * HOUR))
         t0 = clock.start_s + int(rng.integers(HOUR, max(HOUR + 1, window - length - HOUR))) // 60 * 60
         out.append((int(c), t0, t0 + length))
+    # More incidents than busy cells: the rest go to cells picked again, at least 12 h from the
+    # cell's other incidents (drawn after the first round, so smaller windows keep their bytes).
+    for _ in range(n - len(cells)):
+        for _try in range(50):
+            c = int(rng.choice(busy, p=weight / weight.sum()))
+            length = int(rng.integers(2 * HOUR, 6 * HOUR))
+            t0 = clock.start_s + int(rng.integers(HOUR, max(HOUR + 1, window - length - HOUR))) // 60 * 60
+            if all(b != c or t0 + length + 12 * HOUR <= s or t0 >= e + 12 * HOUR for b, s, e in out):
+                out.append((c, t0, t0 + length))
+                break
     return sorted(out, key=lambda x: x[1])
 
 
