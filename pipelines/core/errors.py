@@ -54,3 +54,7 @@ class ChurnError(TelcolakeError):
 
 class FulfilmentError(TelcolakeError):
     """An order cannot be found or does not allow the request, or a fulfilment run went wrong."""
+
+
+class PredictError(TelcolakeError):
+    """Predictive maintenance cannot train, score or evaluate (no history, no model, a model of another feature version)."""

@@ -39,6 +39,8 @@ ALERT_SCHEMA = pa.schema(
     ]
 )
 ALERT_KEYS = ("alert_id",)
+# Fields some rules add to their messages (not table columns): predicted_degradation's horizon and top features.
+MESSAGE_EXTRAS = ("horizon_minutes", "top_features")
 _ENC = msgspec.json.Encoder()
 
 
@@ -54,7 +56,7 @@ def alert_table(rows: list[dict]) -> pa.Table:
 
 def alert_message(event: str, row: dict) -> tuple[bytes, bytes]:
     """(key, value) of a lifecycle event on the alerts topic; ``event_id`` is stable across replays."""
-    body = {f: (_iso(v) if isinstance(v, datetime) else v) for f, v in row.items() if f in ALERT_SCHEMA.names}
+    body = {f: (_iso(v) if isinstance(v, datetime) else v) for f, v in row.items() if f in ALERT_SCHEMA.names or f in MESSAGE_EXTRAS}
     at = row["cleared_at"] if event == "cleared" else row["last_seen_at"]
     body.update(event=event, event_id=f"{row['alert_id']}:{event}:{_iso(at)}")
     return row["entity_id"].encode(), _ENC.encode(body)

@@ -8,6 +8,10 @@ from typing import Any
 
 from pipelines.core.config import Settings
 
+# The network tables the KPI flow writes (named here so the prediction step can read them without importing the flow).
+KPI_TABLE = "gold/network/cell_kpi_1m"
+ALERTS_TABLE = "gold/network/alerts"
+
 
 @dataclass(frozen=True)
 class StreamSettings:

@@ -21,6 +21,13 @@ from datetime import timedelta
 import polars as pl
 import pyarrow as pa
 
+from pipelines.assurance.scoring import (
+    PREDICTION_KEYS,
+    PREDICTION_SCHEMA,
+    PREDICTIONS_TABLE,
+    Scorer,
+    make_scorer,
+)
 from pipelines.core.config import Settings
 from pipelines.core.contracts import NETWORK
 from pipelines.streams.alerts import (
@@ -32,14 +39,12 @@ from pipelines.streams.alerts import (
     dump_state,
     load_state,
 )
-from pipelines.streams.config import StreamConfig, stream_config
+from pipelines.streams.config import ALERTS_TABLE, KPI_TABLE, StreamConfig, stream_config
 from pipelines.streams.state import FlowSpec, Output, Result, too_late_rows
 from pipelines.streams.windows import KeyedWindows, WindowSpec
 
 TS = pa.timestamp("us", tz="UTC")
 MINUTE = timedelta(minutes=1)
-KPI_TABLE = "gold/network/cell_kpi_1m"
-ALERTS_TABLE = "gold/network/alerts"
 KPI_SCHEMA = pa.schema(
     [
         ("cell_id", pa.string()),
@@ -97,6 +102,7 @@ class KpiLogic:
         self.cells = pl.DataFrame(schema={"cell_id": pl.String, "site_id": pl.String})  # every cell seen, and its site
         self.pending = pl.DataFrame(schema={"site_id": pl.String, "_end": pl.Datetime("us", "UTC"), "flag": pl.Boolean})
         self.spec: FlowSpec | None = None
+        self.scorer: Scorer | None = None  # predicted_degradation alerts (pipelines/assurance), when a model is trained
 
     def process(self, df: pl.DataFrame) -> Result:
         added = self.windows.add(df)
@@ -106,6 +112,8 @@ class KpiLogic:
         seen = df.select("cell_id", "site_id").unique(subset=["cell_id"], keep="first", maintain_order=True)
         self.cells = pl.concat([self.cells, seen.join(self.cells, on="cell_id", how="anti")])
         events: list[tuple[str, dict]] = []
+        prior = self._open_alerts() if self.scorer is not None else []
+        kpi = None
         if added.members.height:
             kpi = kpi_rows(added.members)
             active = self._alarms(added.members, kpi, events)
@@ -119,7 +127,10 @@ class KpiLogic:
             self.pending = pl.concat([self.pending, kpi.select("site_id", "_end", "flag")])
             result.rows["kpi"] = kpi.select(KPI_SCHEMA.names).to_arrow()
             result.counts["kpi_rows"] = kpi.height
-        events += self.site.step(self._ready_sites())
+        ready = self._site_ready()
+        events += self.site.step(self._ready_sites(ready))
+        if self.scorer is not None:
+            events += self._predict(kpi, prior, events, ready, result)
         if events:
             result.rows["alerts"] = alert_table([row for _, row in events])
             result.messages = [alert_message(ev, row) for ev, row in events if ev != "state"]
@@ -127,15 +138,19 @@ class KpiLogic:
             result.counts["alerts_cleared"] = sum(ev == "cleared" for ev, _ in events)
         return result
 
-    def _ready_sites(self) -> pl.DataFrame:
-        """Site minutes every (live) cell of the site has closed: judged once, then forgotten."""
+    def _site_ready(self) -> pl.DataFrame:
+        """``site_id, ready``: every (live) cell of the site has closed its minutes up to ``ready``."""
         a = self.cfg.alerts
         lateness = int(self.cfg.kpi_lateness / timedelta(microseconds=1))
         timeout = int(timedelta(minutes=a.site_cell_timeout_minutes) / timedelta(microseconds=1))
         ct = self.cells.join(self.windows.marks, on="cell_id", how="inner").with_columns((pl.col("_wm") - lateness).alias("ct"))
         ct = ct.with_columns(pl.col("ct").max().over("site_id").alias("lead"))
         ready = ct.filter(pl.col("ct") >= pl.col("lead") - timeout).group_by("site_id").agg(pl.col("ct").min().alias("ready"))
-        ready = ready.with_columns(pl.col("ready").cast(pl.Datetime("us", "UTC")))
+        return ready.with_columns(pl.col("ready").cast(pl.Datetime("us", "UTC")))
+
+    def _ready_sites(self, ready: pl.DataFrame) -> pl.DataFrame:
+        """Site minutes every (live) cell of the site has closed: judged once, then forgotten."""
+        a = self.cfg.alerts
         pending = self.pending.join(ready, on="site_id", how="left")
         done = pending.filter(pl.col("_end") <= pl.col("ready"))
         self.pending = pending.filter(pl.col("ready").is_null() | (pl.col("_end") > pl.col("ready"))).drop("ready")
@@ -146,6 +161,28 @@ class KpiLogic:
             ((pl.col("bad") >= a.site_min_cells) & (pl.col("bad") / pl.col("n") >= a.site_degraded_fraction)).alias("flag"),
             (pl.col("bad") / pl.col("n")).cast(pl.Float64).alias("value"),
         )
+
+    def _open_alerts(self) -> list[dict]:
+        """The cell alerts open before this batch (drop-rate and uncleared alarms): what the prediction step knows of incidents."""
+        out = [dict(st["alert"]) for st in self.drop.state.values() if st.get("alert") is not None]
+        out += [dict(a["alert"]) for codes in self.alarms.values() for a in codes.values() if a.get("alert") is not None]
+        return out
+
+    def _predict(self, kpi: pl.DataFrame | None, prior: list[dict], events: list, ready: pl.DataFrame, result: Result) -> list:
+        """Score the windows the batch closed (see :mod:`pipelines.assurance.scoring`); its alerts join the flow's."""
+        rows = {r["alert_id"]: r for r in prior}
+        rows.update({r["alert_id"]: r for _, r in events if r["rule"] in ("drop_rate", "alarm_uncleared")})
+        alerts = pl.DataFrame([{k: r[k] for k in ("alert_id", "rule", "entity_id", "raised_at", "cleared_at")} for r in rows.values()],
+                              schema={"alert_id": pl.String, "rule": pl.String, "entity_id": pl.String,
+                                      "raised_at": pl.Datetime("us", "UTC"), "cleared_at": pl.Datetime("us", "UTC")})
+        empty = pl.DataFrame(schema={**dict(pl.from_arrow(KPI_SCHEMA.empty_table()).schema), "_end": pl.Datetime("us", "UTC")})
+        kpi = empty if kpi is None else kpi.select(*KPI_SCHEMA.names, "_end")
+        new, predictions, counts = self.scorer.step(kpi, alerts, ready)
+        for k, v in counts.items():
+            result.counts[k] = result.counts.get(k, 0) + v
+        if predictions is not None:
+            result.rows["predictions"] = predictions
+        return new
 
     def _alarms(self, members: pl.DataFrame, kpi: pl.DataFrame, events: list) -> pl.DataFrame:
         """Apply alarm raises/clears in event-time order; active count per (cell, minute); uncleared-critical rule."""
@@ -194,6 +231,8 @@ class KpiLogic:
         out = {f"w_{k}": v for k, v in self.windows.snapshot().items()}
         out.update(drop=self.drop.snapshot(), site=self.site.snapshot(), alarms=dump_state(self.alarms),
                    cells=self.cells.to_arrow(), pending=self.pending.to_arrow())
+        if self.scorer is not None:
+            out.update(self.scorer.snapshot())
         return out
 
     def restore(self, parts: dict[str, pa.Table]) -> None:
@@ -203,24 +242,32 @@ class KpiLogic:
         self.alarms = load_state(parts["alarms"])
         self.cells = pl.from_arrow(parts["cells"])
         self.pending = pl.from_arrow(parts["pending"])
+        if self.scorer is not None:
+            self.scorer.restore(parts)
 
 
 def spec(settings: Settings) -> FlowSpec:
     """The KPI flow's spec for ``settings``."""
     cfg = stream_config(settings)
     topic = settings.topic(NETWORK.topic)
+    scorer = make_scorer(settings, cfg.alerts)
 
     def make() -> KpiLogic:
         logic = KpiLogic(cfg, topic)
         logic.spec = flow_spec
+        logic.scorer = scorer.fresh() if scorer is not None else None
         return logic
+
+    outputs = {"kpi": Output(KPI_TABLE, KPI_SCHEMA, KPI_KEYS), "alerts": Output(ALERTS_TABLE, ALERT_SCHEMA, ALERT_KEYS)}
+    if scorer is not None:
+        outputs["predictions"] = Output(PREDICTIONS_TABLE, PREDICTION_SCHEMA, PREDICTION_KEYS)
 
     flow_spec = FlowSpec(
         name="kpi",
         contract=NETWORK,
         key="site_id",
         shards=cfg.streams.shards,
-        outputs={"kpi": Output(KPI_TABLE, KPI_SCHEMA, KPI_KEYS), "alerts": Output(ALERTS_TABLE, ALERT_SCHEMA, ALERT_KEYS)},
+        outputs=outputs,
         make_logic=make,
         alerts_topic="network.alerts",
     )

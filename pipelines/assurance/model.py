@@ -1,0 +1,234 @@
+"""The degradation model: HistGradientBoosting on point-in-time KPI features, a trend-rule baseline, model runs.
+
+Training reads the whole KPI history, computes every window's features with
+:func:`~pipelines.assurance.features.advance` (the stream's own code), labels them with
+:func:`~pipelines.assurance.dataset.label`, and splits in time: the last ``test_days`` days are
+held out, and training windows end at least ``horizon_hours`` before the test starts (a label
+looks that far ahead, so nothing of the test period leaks into training). Only windows that
+would be scored (no ``reason``) are used. A ``negative_share`` of the windows without an
+incident ahead is kept (a fixed seed), weighted back so probabilities stay calibrated.
+
+The baseline is one trend rule: latency rising faster than a threshold (ms per hour over the
+1 h vs 4 h means), the threshold picked on the training windows for the best F1.
+
+Each run is a row of ``gold/assurance/model_runs`` and a pickled file (its sha256 in the row)
+holding the model, the feature list and :data:`~pipelines.assurance.features.FEATURE_VERSION`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import roc_auc_score
+
+from pipelines.assurance.dataset import label, load_history
+from pipelines.assurance.features import (
+    FEATURE_VERSION,
+    FEATURES,
+    Gates,
+    advance,
+    empty_state,
+    matrix,
+    with_site_features,
+)
+from pipelines.assurance.settings import PredictSettings
+from pipelines.core.config import Settings
+from pipelines.core.errors import PredictError
+from pipelines.core.lake import Lake
+from pipelines.streams.config import KPI_TABLE
+
+MODEL_RUNS = "gold/assurance/model_runs"
+BASELINE_FEATURE = "lat_slope_long"
+SEED = 20261201
+
+
+@dataclass
+class TrainResult:
+    """One training run, as stored in ``gold/assurance/model_runs``."""
+
+    model_version: int
+    trained_at: datetime
+    feature_version: int
+    horizon_hours: float
+    threshold: float
+    history_version: int
+    train_from: datetime
+    train_to: datetime
+    test_from: datetime
+    test_to: datetime
+    rows_train: int
+    positives_train: int
+    rows_test: int
+    positives_test: int
+    window_roc_auc: float
+    baseline_feature: str
+    baseline_threshold: float
+    baseline_window_roc_auc: float
+    importance: str
+    model_path: str
+    model_sha256: str
+
+
+def featurize(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Every window of the history with its features and reason, the incident onsets, and the history's table version."""
+    cfg = PredictSettings.from_settings(settings)
+    rows, onset = load_history(settings)
+    feats, _state = advance(empty_state(), rows, Gates.of(cfg))
+    version = Lake.from_settings(settings).version(KPI_TABLE)
+    return with_site_features(feats).sort("cell_id", "_end"), onset, int(version or 0)
+
+
+def split(feats: pl.DataFrame, cfg: PredictSettings) -> tuple[datetime, datetime, datetime]:
+    """(last training window end, first and last test window end).
+
+    Raises:
+        PredictError: less history than the test period plus a day of training.
+    """
+    first, last = feats["_end"].min(), feats["_end"].max()
+    test_from = last - timedelta(days=cfg.test_days)
+    train_to = test_from - cfg.horizon
+    if first is None or train_to - first < timedelta(days=1):
+        span = (last - first) if first is not None else timedelta(0)
+        raise PredictError(f"{span} of KPI history is too short for predict.test_days = {cfg.test_days} plus a day of training; "
+                           "simulate a longer window or lower predict.test_days")
+    return train_to, test_from, last
+
+
+def _best_f1_threshold(x: np.ndarray, y: np.ndarray) -> float:
+    """The threshold on ``x`` (flag when x >= t) with the best F1 over ``y`` (among 200 quantiles)."""
+    ok = ~np.isnan(x)
+    x, y = x[ok], y[ok]
+    best, best_t = -1.0, float(np.nanmax(x))
+    positives = y.sum()
+    for t in np.unique(np.quantile(x, np.linspace(0.5, 0.9995, 200))):
+        flagged = x >= t
+        tp = (flagged & y).sum()
+        if not tp:
+            continue
+        f1 = 2 * tp / (flagged.sum() + positives)
+        if f1 > best:
+            best, best_t = f1, float(t)
+    return best_t
+
+
+def train(settings: Settings) -> TrainResult:
+    """Train the model and the baseline on a time split of the KPI history and record the run.
+
+    Raises:
+        PredictError: no history, too short a history, or a split without incidents on one side.
+    """
+    cfg = PredictSettings.from_settings(settings)
+    feats, onset, history_version = featurize(settings)
+    feats = feats.with_columns(label(feats, onset, cfg.horizon_minutes))
+    train_to, test_from, test_to = split(feats, cfg)
+    scored = feats.filter(pl.col("reason").is_null())
+    tr = scored.filter(pl.col("_end") <= train_to)
+    te = scored.filter(pl.col("_end") > test_from)
+    ytr, yte = tr["incident_within_h"].to_numpy(), te["incident_within_h"].to_numpy()
+    if ytr.sum() == 0 or yte.sum() == 0:
+        raise PredictError(f"the split needs windows before an incident on both sides: train {int(ytr.sum())}, test {int(yte.sum())}; "
+                           "simulate more incidents (simulate.incidents_per_day) or a longer window")
+    rng = np.random.default_rng(SEED)
+    keep = ytr | (rng.random(len(ytr)) < cfg.negative_share)
+    weight = np.where(ytr, 1.0, 1.0 / cfg.negative_share)[keep]
+    xtr = matrix(tr)[keep]
+    model = HistGradientBoostingClassifier(max_iter=cfg.max_iter, learning_rate=0.1, max_leaf_nodes=31, l2_regularization=1.0,
+                                           random_state=SEED)
+    model.fit(xtr, ytr[keep], sample_weight=weight)
+    xte = matrix(te)
+    auc = float(roc_auc_score(yte, model.predict_proba(xte)[:, 1]))
+    b = FEATURES.index(BASELINE_FEATURE)
+    b_threshold = _best_f1_threshold(matrix(tr)[:, b], ytr)
+    b_auc = float(roc_auc_score(yte, np.nan_to_num(xte[:, b], nan=-1e9)))
+    sample = rng.choice(len(xtr), size=min(20_000, len(xtr)), replace=False)
+    imp = permutation_importance(model, xtr[sample], ytr[keep][sample], scoring="roc_auc", n_repeats=2, random_state=SEED)
+    importance = {f: round(max(float(v), 0.0), 5) for f, v in zip(FEATURES, imp.importances_mean, strict=True)}
+    normal = xtr[~ytr[keep]]
+    median = np.nanmedian(normal, axis=0)
+    spread = np.nanquantile(normal, 0.75, axis=0) - np.nanquantile(normal, 0.25, axis=0)
+    lake = Lake.from_settings(settings)
+    version = (lake.read(MODEL_RUNS, columns=["model_version"]).num_rows if lake.exists(MODEL_RUNS) else 0) + 1
+    path = settings.state_dir / "assurance" / f"model-v{version}.pkl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = pickle.dumps({"model": model, "features": list(FEATURES), "feature_version": FEATURE_VERSION, "version": version,
+                         "horizon_hours": cfg.horizon_hours, "threshold": cfg.threshold, "median": median,
+                         "spread": np.where(spread > 0, spread, 1.0), "importance": np.array([importance[f] for f in FEATURES]),
+                         "baseline_threshold": b_threshold})
+    path.write_bytes(blob)
+    result = TrainResult(
+        model_version=version, trained_at=datetime.now(UTC), feature_version=FEATURE_VERSION, horizon_hours=cfg.horizon_hours,
+        threshold=cfg.threshold, history_version=history_version, train_from=feats["_end"].min(), train_to=train_to,
+        test_from=test_from, test_to=test_to, rows_train=int(keep.sum()), positives_train=int(ytr.sum()), rows_test=len(yte),
+        positives_test=int(yte.sum()), window_roc_auc=auc, baseline_feature=BASELINE_FEATURE, baseline_threshold=b_threshold,
+        baseline_window_roc_auc=b_auc, importance=json.dumps(importance), model_path=str(path),
+        model_sha256=hashlib.sha256(blob).hexdigest(),
+    )
+    lake.write(MODEL_RUNS, pa.Table.from_pylist([asdict(result)]))
+    return result
+
+
+def load_model(settings: Settings, version: int | None = None) -> tuple[dict, dict]:
+    """The pickled model of ``version`` (latest when None) and its model_runs row.
+
+    Raises:
+        PredictError: no model trained, an unknown version, a missing file, a file that does not
+            match its checksum, or a model of another feature version.
+    """
+    lake = Lake.from_settings(settings)
+    if not lake.exists(MODEL_RUNS):
+        raise PredictError("no degradation model trained yet: run `telcolake predict train`")
+    runs = sorted(lake.read(MODEL_RUNS).to_pylist(), key=lambda r: r["model_version"])
+    run = runs[-1] if version is None else next((r for r in runs if r["model_version"] == version), None)
+    if run is None:
+        raise PredictError(f"model version {version} does not exist; trained: {[r['model_version'] for r in runs]}")
+    path = Path(run["model_path"])
+    if not path.is_file():
+        raise PredictError(f"model file {path} of version {run['model_version']} is missing: train again (`telcolake predict train`)")
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != run["model_sha256"]:
+        raise PredictError(f"model file {path} does not match the checksum recorded for version {run['model_version']}")
+    model = pickle.loads(blob)  # noqa: S301 - our own file, checksum verified above
+    check_model(model)
+    return model, run
+
+
+def check_model(model: dict) -> None:
+    """Refuse a model built for other features.
+
+    Raises:
+        PredictError: its feature version or feature list is not this code's.
+    """
+    if model.get("feature_version") != FEATURE_VERSION or model.get("features") != FEATURES:
+        raise PredictError(f"model version {model.get('version')} was trained on feature version {model.get('feature_version')}, "
+                           f"this code computes version {FEATURE_VERSION}: train again (`telcolake predict train`)")
+
+
+def predict(model: dict, rows: pl.DataFrame) -> np.ndarray:
+    """Probability of an incident within the horizon, per row (rows with features)."""
+    if not rows.height:
+        return np.zeros(0)
+    return model["model"].predict_proba(matrix(rows))[:, 1]
+
+
+def top_features(model: dict, rows: pl.DataFrame, k: int) -> list[str]:
+    """Per row, the ``k`` features that push it furthest from normal, as ``name=value`` joined by commas.
+
+    Contribution of a feature = its distance from the training median of windows without an
+    incident ahead (in interquartile ranges) x its permutation importance.
+    """
+    if not rows.height:
+        return []
+    x = matrix(rows)
+    score = np.nan_to_num(np.abs(x - model["median"]) / model["spread"]) * model["importance"]
+    order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+    return [",".join(f"{FEATURES[j]}={x[i, j]:.3g}" for j in order[i]) for i in range(len(x))]
