@@ -16,6 +16,7 @@ from pipelines.cli import (
     ingest,
     ops,
     oss,
+    predict,
     quality,
     sharing,
     simulate,
@@ -49,6 +50,7 @@ app.add_typer(ops.jobs_app, name="jobs")
 app.add_typer(sharing.partners_app, name="partners")
 app.add_typer(churn.churn_app, name="churn")
 app.add_typer(oss.orders_app, name="orders")
+app.add_typer(predict.predict_app, name="predict")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,215 @@
+"""Predictive maintenance on a simulated week: point-in-time features, training, evaluation, the stream step, bad input."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipelines.assurance.dataset import label, load_history
+from pipelines.assurance.evaluate import EVALUATIONS, episodes, evaluate, score_method
+from pipelines.assurance.features import FEATURES, TS, Gates, advance, empty_state
+from pipelines.assurance.history import network_frames, replay_network
+from pipelines.assurance.model import MODEL_RUNS, check_model, featurize, load_model, predict, train
+from pipelines.assurance.scoring import RULE, make_scorer
+from pipelines.assurance.settings import PredictSettings
+from pipelines.core.config import REPO_ROOT, load_settings
+from pipelines.core.errors import PredictError
+from pipelines.core.lake import Lake
+from pipelines.simulate import SimConfig, simulate_days
+from pipelines.streams.config import stream_config
+from pipelines.streams.kpi import spec
+
+WORLD = SimConfig(subscribers=150, days=8, seed=3, incidents_per_day=6, drifts_per_day=3)
+
+
+def _config() -> str:
+    """The repository's telcolake.toml with a 3-day test period and a smaller model."""
+    head, tail = (REPO_ROOT / "telcolake.toml").read_text().split("[predict]\n")
+    return head + "[predict]\n" + tail.replace("test_days = 7\n", "test_days = 3\n").replace("max_iter = 150\n", "max_iter = 60\n")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A lake with 8 days of KPI history of 120 cells (48 incidents), a trained model and the planted summary."""
+    root = tmp_path_factory.mktemp("predict")
+    (root / "telcolake.toml").write_text(_config())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TELCOLAKE_LAKE", str(root / "lake"))
+        mp.setenv("TELCOLAKE_STATE_DIR", str(root / "state"))
+        mp.setenv("TELCOLAKE_CONFIG", str(root / "telcolake.toml"))
+        mp.delenv("TELCOLAKE_KAFKA_BOOTSTRAP", raising=False)
+        settings = load_settings()
+        assert PredictSettings.from_settings(settings).test_days == 3
+        replayed = replay_network(settings, WORLD)
+        planted = root / "planted.json"
+        import json
+
+        planted.write_text(json.dumps(replayed.planted))
+        run = train(settings)
+        yield settings, planted, run, replayed
+
+
+def test_features_use_only_the_past_and_do_not_depend_on_batch_cuts(world) -> None:
+    settings, *_ = world
+    rows, onset = load_history(settings)
+    gates = Gates.of(PredictSettings.from_settings(settings))
+    whole, state = advance(empty_state(), rows, gates)
+    cut = rows["_end"].min() + timedelta(days=3, hours=7, minutes=13)
+    # cut off everything after `cut`: the features up to it are the same (no leakage from later rows)
+    early, _ = advance(empty_state(), rows.filter(pl.col("_end") <= cut), gates)
+    assert early.height > 100_000
+    assert early.equals(whole.filter(pl.col("_end") <= cut))
+    # the same history fed in three batches (as the stream does), state carried between them
+    bounds = [rows["_end"].min() + timedelta(days=d, minutes=37 * d) for d in (0, 2, 5)] + [rows["_end"].max() + timedelta(1)]
+    parts, st = [], empty_state()
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        out, st = advance(st, rows.filter((pl.col("_end") >= lo) & (pl.col("_end") < hi)), gates)
+        parts.append(out)
+    batched = pl.concat(parts).sort("cell_id", "_end")
+    assert batched.equals(whole.sort("cell_id", "_end"))
+    assert st.sort("cell_id").equals(state.sort("cell_id"))
+    # every scored window has its features; the reasons are counted
+    reasons = dict(whole.group_by("reason").len().iter_rows())
+    assert reasons["new_cell"] >= 120 * 23 and reasons["incident"] > 0 and reasons["recovering"] > 0
+    assert whole.filter(pl.col("reason").is_null())[["lat_15m", "prb_1h", "lat_slope_long"]].null_count().sum_horizontal()[0] == 0
+    # labels look ahead exactly horizon minutes: a window 2 h before an onset is positive, 2 h 5 min is not
+    cell, at = onset.row(0)
+    probe = pl.DataFrame({"cell_id": [cell, cell, cell], "_end": [at - timedelta(minutes=120), at - timedelta(minutes=125), at]},
+                         schema={"cell_id": pl.String, "_end": pl.Datetime("us", "UTC")})
+    assert label(probe, onset.filter(pl.col("cell_id") == cell).head(1), 120).to_list() == [True, False, False]
+
+
+def test_training_records_a_run_and_evaluation_checks_against_planted_incidents(world) -> None:
+    settings, planted, run, replayed = world
+    lake = Lake.from_settings(settings)
+    runs = lake.read(MODEL_RUNS).to_pylist()
+    assert [r["model_version"] for r in runs] == [1] and runs[0]["model_sha256"] == run.model_sha256
+    assert run.train_to + timedelta(hours=2) == run.test_from  # a horizon's gap: no label reaches into the test
+    assert run.positives_train > 0 and run.positives_test > 0 and run.window_roc_auc > 0.5
+    e = evaluate(settings, planted)
+    in_test = [i for i in replayed.planted["incidents"] if i[1] >= (run.test_from + timedelta(hours=2)).isoformat().replace("+00:00", "Z")]
+    assert e.incidents == len(in_test) >= 10
+    assert e.reactive_detected == e.incidents and e.reactive_median_delay_minutes > 0
+    m = e.model
+    assert m.episodes >= m.true_episodes > 0 and m.caught > 0
+    assert m.recall_precursor > m.recall_all * 0.9 and m.recall_precursor > 0  # the warnings come from the precursors
+    assert m.median_lead_vs_start_minutes > 0 and m.median_lead_minutes > m.median_lead_vs_start_minutes
+    written = pl.from_arrow(lake.read(EVALUATIONS))
+    assert written["method"].to_list() == ["model", "baseline"] and written["episodes"][0] == m.episodes
+
+
+def test_matching_episodes_to_planted_incidents() -> None:
+    t = lambda h, m=0: datetime(2026, 10, 5, h, m, tzinfo=UTC)  # noqa: E731
+    incidents = pl.DataFrame([("C1", t(10), True, t(10, 16)), ("C2", t(12), True, t(12, 20)), ("C3", t(14), False, t(14, 10)),
+                              ("C4", t(16), True, None)], schema={"cell_id": pl.String, "start_at": TS, "precursor": pl.Boolean,
+                                                                 "reactive_at": TS}, orient="row")
+    drifts = pl.DataFrame([("C9", t(3), t(6))], schema={"cell_id": pl.String, "start_at": TS, "end_at": TS}, orient="row")
+    eps = pl.DataFrame([("C1", t(9, 20)), ("C1", t(9, 50)),  # two warnings before C1's incident: the first one counts
+                        ("C2", t(9, 30)),  # 2 h 30 min before: outside the 2 h horizon, a false alarm
+                        ("C4", t(15, 45)),  # caught, but no reactive alert to measure the lead against
+                        ("C9", t(5))],  # on a drift
+                       schema={"cell_id": pl.String, "raised_at": TS}, orient="row")
+    m = score_method("model", eps, incidents, drifts, timedelta(hours=2))
+    assert (m.episodes, m.true_episodes, m.precision, m.caught) == (5, 3, 0.6, 2)
+    assert (m.recall_precursor, m.recall_all) == (round(2 / 3, 3), 0.5)
+    assert (m.median_lead_minutes, m.median_lead_vs_start_minutes, m.drift_episodes) == (56.0, 27.5, 1)
+
+
+def _stream_raised(settings) -> tuple[set[tuple[str, object]], dict]:
+    """Raised predicted_degradation alerts when the KPI flow's logic (with the model) reads the same input."""
+    logic = spec(settings).make_logic()
+    assert logic.scorer is not None
+    raised, counts = set(), {}
+    with simulate_days(WORLD) as days:
+        for frame in network_frames(days):
+            for lo in range(0, frame.height, 25_000):  # batches of the size a Kafka poll gives
+                result = logic.process(frame.slice(lo, 25_000))
+                for k, v in result.counts.items():
+                    counts[k] = counts.get(k, 0) + v
+                for key, value in result.messages:
+                    if b'"event":"raised"' in value and RULE.encode() in value:
+                        raised.add(key.decode())
+                if "alerts" in result.rows:
+                    for r in result.rows["alerts"].to_pylist():
+                        if r["rule"] == RULE:
+                            raised.add((r["entity_id"], r["raised_at"]))
+    return raised, counts
+
+
+def test_the_stream_step_raises_what_the_offline_scoring_raises(world) -> None:
+    settings, *_ = world
+    cfg = PredictSettings.from_settings(settings)
+    feats, _onset, _v = featurize(settings)
+    model, _run = load_model(settings)
+    scored = feats["reason"].is_null().to_numpy()
+    p = np.zeros(feats.height)
+    p[scored] = predict(model, feats.filter(pl.col("reason").is_null()))
+    gap = timedelta(minutes=stream_config(settings).alerts.window_gap_minutes)
+    offline = {(c, t) for c, t in episodes(feats, scored & (p >= cfg.threshold), p, cfg, gap).iter_rows()}
+    raised, counts = _stream_raised(settings)
+    stream = {x for x in raised if isinstance(x, tuple)}
+    assert offline and stream == offline
+    assert counts["predict_scored"] == int(scored.sum())
+    assert counts["predict_new_cell"] == int((feats["reason"] == "new_cell").sum())
+
+
+def test_bad_input_gets_a_reason_and_a_bad_model_stops_only_prediction(world, caplog, tmp_path) -> None:
+    settings, *_ = world
+    model, run = load_model(settings)
+    with pytest.raises(PredictError, match="feature version"):
+        check_model(dict(model, feature_version=0))
+    with pytest.raises(PredictError, match="feature version"):
+        check_model(dict(model, features=FEATURES[:-1]))
+    scorer = make_scorer(settings, stream_config(settings).alerts)
+    assert scorer is not None
+    # a new cell, a cell back after a gap, a window without KPI values: reasons, no crash
+    t0 = pl.datetime(2026, 12, 1, time_zone="UTC")
+    base = {"site_id": "S900", "call_attempts": 40, "dropped_calls": 0, "drop_rate": 0.0, "latency_ms_mean": 20.0,
+            "prb_utilization_mean": 40.0, "kpi_samples": 1, "alarm_events": 0, "active_alarms": 0}
+    minutes = [*range(0, 150, 5), *range(200, 210, 5)]
+    rows = [dict(base, cell_id="C9001", m=m) for m in minutes] + [dict(base, cell_id="C9002", m=m, latency_ms_mean=None) for m in (0, 5)]
+    kpi = pl.DataFrame(rows).with_columns((t0 + pl.duration(minutes=pl.col("m"))).alias("window_start")).with_columns(
+        (pl.col("window_start") + pl.duration(minutes=1)).alias("window_end"), (pl.col("window_start") + pl.duration(minutes=1)).alias("_end"),
+    ).drop("m")
+    alerts = pl.DataFrame(schema={"alert_id": pl.String, "rule": pl.String, "entity_id": pl.String,
+                                  "raised_at": pl.Datetime("us", "UTC"), "cleared_at": pl.Datetime("us", "UTC")})
+    ready = pl.DataFrame({"site_id": ["S900"]}).with_columns((t0 + pl.duration(days=1)).alias("ready"))
+    events, _preds, counts = scorer.step(kpi, alerts, ready)
+    assert counts["predict_new_cell"] == 24  # the first 2 h of C9001
+    assert counts["predict_gap"] == 2 and counts["predict_missing_kpi"] == 2 and counts["predict_scored"] == 6
+    assert events == []
+    # a missing model file: the KPI flow runs on without the step, and says why in one line
+    Path(run["model_path"]).rename(tmp_path / "away.pkl")
+    try:
+        with caplog.at_level(logging.WARNING, logger="telcolake.predict"):
+            assert make_scorer(settings, stream_config(settings).alerts) is None
+            logic = spec(settings).make_logic()
+        assert logic.scorer is None and "predictions" not in spec(settings).outputs
+        assert any("is missing" in r.getMessage() and "\n" not in r.getMessage() for r in caplog.records)
+        with pytest.raises(PredictError, match="is missing"):
+            load_model(settings)
+    finally:
+        (tmp_path / "away.pkl").rename(run["model_path"])
+    # another feature version on disk: refused by the checksum first, then by the version
+    blob = Path(run["model_path"]).read_bytes()
+    try:
+        Path(run["model_path"]).write_bytes(pickle.dumps(dict(pickle.loads(blob), feature_version=0)))  # noqa: S301
+        with pytest.raises(PredictError, match="checksum"):
+            load_model(settings)
+    finally:
+        Path(run["model_path"]).write_bytes(blob)
+    off = replace(PredictSettings.from_settings(settings), enabled=False)
+    assert off.enabled is False
+
+
+def test_replay_refuses_a_lake_with_history(world) -> None:
+    settings, *_ = world
+    with pytest.raises(PredictError, match="already exists"):
+        replay_network(settings, WORLD)
