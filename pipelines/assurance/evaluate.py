@@ -8,7 +8,9 @@ cleared after ``clear_after_windows`` calm ones). Then, against the simulator's 
 
 - a planted incident is **caught** when an episode of its cell was raised in the ``horizon_hours``
   before the incident started (windows inside an incident are never scored);
-- **precision**: share of episodes followed by an incident of their cell within the horizon;
+- **precision**: share of episodes followed by an incident of their cell within the horizon
+  (``precision_distinct`` counts the warnings before one incident once: caught incidents over
+  caught incidents plus false episodes);
 - **recall**: share of incidents caught, over the incidents with precursors (the target) and
   over all of them (sudden failures cannot be foreseen);
 - **lead time**: the reactive alert's ``raised_at`` (first ``drop_rate`` or ``alarm_uncleared``
@@ -52,6 +54,7 @@ class MethodScore:
     episodes: int
     true_episodes: int
     precision: float | None
+    precision_distinct: float | None
     recall_precursor: float | None
     recall_all: float | None
     caught: int
@@ -129,6 +132,7 @@ def score_method(name: str, eps: pl.DataFrame, incidents: pl.DataFrame, drifts: 
     n_pre = int(incidents["precursor"].sum())
     return MethodScore(
         method=name, episodes=eps.height, true_episodes=true, precision=round(true / eps.height, 3) if eps.height else None,
+        precision_distinct=round(caught / (caught + eps.height - true), 3) if caught + eps.height - true else None,
         recall_precursor=round(caught_pre / n_pre, 3) if n_pre else None,
         recall_all=round(caught / incidents.height, 3) if incidents.height else None, caught=caught,
         median_lead_minutes=_quantile(leads, 0.5), p10_lead_minutes=_quantile(leads, 0.1),
@@ -213,6 +217,6 @@ EVALUATION_SCHEMA = pa.schema([
     ("test_to", pa.timestamp("us", tz="UTC")), ("horizon_hours", pa.float64()), ("threshold", pa.float64()), ("incidents", pa.int64()),
     ("incidents_with_precursor", pa.int64()), ("reactive_median_delay_minutes", pa.float64()), ("targets_met", pa.bool_()),
     ("method", pa.string()), ("episodes", pa.int64()), ("true_episodes", pa.int64()), ("precision", pa.float64()),
-    ("recall_precursor", pa.float64()), ("recall_all", pa.float64()), ("caught", pa.int64()), ("median_lead_minutes", pa.float64()),
+    ("precision_distinct", pa.float64()), ("recall_precursor", pa.float64()), ("recall_all", pa.float64()), ("caught", pa.int64()), ("median_lead_minutes", pa.float64()),
     ("p10_lead_minutes", pa.float64()), ("median_lead_vs_start_minutes", pa.float64()), ("drift_episodes", pa.int64()),
 ])

@@ -110,13 +110,22 @@ class Scorer:
                         top_features(self.model, hit, self.cfg.top_features), strict=True))
         horizon = self.cfg.horizon_minutes
         out, preds = [], {}
+        latest: dict[str, str | None] = {}
         for ev, row in events:
-            row = dict(row, horizon_minutes=horizon, top_features=tops.get((row["entity_id"], row["last_seen_at"])))
+            # a cleared alert keeps the top features of its last window at risk (from this batch, or from its state)
+            if ev == "cleared":
+                tf = latest.get(row["alert_id"], row.get("top_features"))
+            else:
+                tf = latest[row["alert_id"]] = tops.get((row["entity_id"], row["last_seen_at"]))
+            row = dict(row, horizon_minutes=horizon, top_features=tf)
             out.append((ev, row))
             preds[row["alert_id"]] = {"alert_id": row["alert_id"], "cell_id": row["entity_id"], "site_id": row["site_id"],
                                       "model_version": self.model_version, "horizon_minutes": horizon, "probability": row["last_value"],
-                                      "peak_probability": row["peak_value"], "top_features": row["top_features"],
+                                      "peak_probability": row["peak_value"], "top_features": row.get("top_features"),
                                       "last_seen_at": row["last_seen_at"]}
+        for st in self.episodes.state.values():
+            if st.get("alert") is not None and st["alert"]["alert_id"] in latest:
+                st["alert"]["top_features"] = latest[st["alert"]["alert_id"]]
         counts["predicted_raised"] = sum(ev == "raised" for ev, _ in out)
         return out, pa.Table.from_pylist(list(preds.values()), schema=PREDICTION_SCHEMA), counts
 

@@ -81,10 +81,10 @@ def evaluate_cmd(
         return
     console.print(f"model v{e.model_version}, held out {e.test_from:%Y-%m-%d %H:%M}..{e.test_to:%Y-%m-%d %H:%M}, horizon "
                   f"{e.horizon_hours:g} h, threshold {e.threshold:g}: {e.incidents} planted incidents ({e.incidents_with_precursor} with precursors)")
-    table = Table("method", "alerts", "precision", "recall (precursors)", "recall (all)", "median lead", "p10 lead", "on drifts")
+    table = Table("method", "alerts", "precision", "per incident", "recall (precursors)", "recall (all)", "median lead", "p10 lead", "on drifts")
     fmt = lambda v, unit="": "-" if v is None else f"{v:g}{unit}"  # noqa: E731
     for m in (e.model, e.baseline):
-        table.add_row(m.method, str(m.episodes), fmt(m.precision), fmt(m.recall_precursor), fmt(m.recall_all),
+        table.add_row(m.method, str(m.episodes), fmt(m.precision), fmt(m.precision_distinct), fmt(m.recall_precursor), fmt(m.recall_all),
                       fmt(m.median_lead_minutes, " min"), fmt(m.p10_lead_minutes, " min"), str(m.drift_episodes))
     console.print(table)
     console.print(f"reactive rule: {e.reactive_detected}/{e.incidents} detected, median delay {fmt(e.reactive_median_delay_minutes, ' min')} "

@@ -56,6 +56,7 @@ def world(tmp_path_factory):
         yield settings, planted, run, replayed
 
 
+@pytest.mark.slow  # shares the module's replayed week and trained model (about a minute)
 def test_features_use_only_the_past_and_do_not_depend_on_batch_cuts(world) -> None:
     settings, *_ = world
     rows, onset = load_history(settings)
@@ -86,6 +87,7 @@ def test_features_use_only_the_past_and_do_not_depend_on_batch_cuts(world) -> No
     assert label(probe, onset.filter(pl.col("cell_id") == cell).head(1), 120).to_list() == [True, False, False]
 
 
+@pytest.mark.slow  # shares the module's replayed week and trained model (about a minute)
 def test_training_records_a_run_and_evaluation_checks_against_planted_incidents(world) -> None:
     settings, planted, run, replayed = world
     lake = Lake.from_settings(settings)
@@ -117,7 +119,7 @@ def test_matching_episodes_to_planted_incidents() -> None:
                         ("C9", t(5))],  # on a drift
                        schema={"cell_id": pl.String, "raised_at": TS}, orient="row")
     m = score_method("model", eps, incidents, drifts, timedelta(hours=2))
-    assert (m.episodes, m.true_episodes, m.precision, m.caught) == (5, 3, 0.6, 2)
+    assert (m.episodes, m.true_episodes, m.precision, m.caught, m.precision_distinct) == (5, 3, 0.6, 2, 0.5)
     assert (m.recall_precursor, m.recall_all) == (round(2 / 3, 3), 0.5)
     assert (m.median_lead_minutes, m.median_lead_vs_start_minutes, m.drift_episodes) == (56.0, 27.5, 1)
 
@@ -143,6 +145,7 @@ def _stream_raised(settings) -> tuple[set[tuple[str, object]], dict]:
     return raised, counts
 
 
+@pytest.mark.slow  # shares the module's replayed week and trained model (about a minute)
 def test_the_stream_step_raises_what_the_offline_scoring_raises(world) -> None:
     settings, *_ = world
     cfg = PredictSettings.from_settings(settings)
@@ -160,6 +163,7 @@ def test_the_stream_step_raises_what_the_offline_scoring_raises(world) -> None:
     assert counts["predict_new_cell"] == int((feats["reason"] == "new_cell").sum())
 
 
+@pytest.mark.slow  # shares the module's replayed week and trained model (about a minute)
 def test_bad_input_gets_a_reason_and_a_bad_model_stops_only_prediction(world, caplog, tmp_path) -> None:
     settings, *_ = world
     model, run = load_model(settings)
@@ -209,6 +213,7 @@ def test_bad_input_gets_a_reason_and_a_bad_model_stops_only_prediction(world, ca
     assert off.enabled is False
 
 
+@pytest.mark.slow  # shares the module's replayed week and trained model (about a minute)
 def test_replay_refuses_a_lake_with_history(world) -> None:
     settings, *_ = world
     with pytest.raises(PredictError, match="already exists"):
