@@ -218,3 +218,32 @@ def test_replay_refuses_a_lake_with_history(world) -> None:
     settings, *_ = world
     with pytest.raises(PredictError, match="already exists"):
         replay_network(settings, WORLD)
+
+
+@pytest.mark.slow  # uses the module's trained model
+def test_cli_evaluate_prints_the_figures_and_writes_them(world) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    _settings, planted, run, _ = world
+    out = CliRunner().invoke(app, ["predict", "evaluate", "--planted", str(planted), "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert doc["model_version"] == run.model_version and doc["model"]["method"] == "model" and doc["baseline"]["method"] == "baseline"
+    table = CliRunner().invoke(app, ["predict", "evaluate", "--planted", str(planted), "--threshold", "0.99"])
+    assert table.exit_code == 0 and "threshold 0.99" in table.output and "reactive rule" in table.output
+
+
+def test_cli_says_what_is_missing_in_one_line(local_settings, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = CliRunner().invoke(app, ["predict", "train"])
+    assert out.exit_code == 1 and "gold/network/cell_kpi_1m does not exist" in out.output
+    (tmp_path / "planted.json").write_text("{}")
+    out = CliRunner().invoke(app, ["predict", "evaluate", "--planted", str(tmp_path / "planted.json")])
+    assert out.exit_code == 1 and "not a planted summary" in out.output
