@@ -10,7 +10,7 @@ neither table yet (a replay is a fresh history, not an update of a live one).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -67,7 +67,9 @@ def replay_network(settings: Settings, cfg: SimConfig, *, progress: Callable[[in
     for name in (KPI_TABLE, ALERTS_TABLE):
         if lake.exists(name):
             raise PredictError(f"{name} already exists in {lake.root}: a replay writes a fresh history; use an empty lake")
-    logic = spec(settings).make_logic()
+    # the KPI flow's logic without its prediction step: a replay builds the history models learn from
+    quiet = replace(settings, raw=dict(settings.raw, predict={**settings.section("predict"), "enabled": False}))
+    logic = spec(quiet).make_logic()
     alerts: dict[str, dict] = {}
     rejected = too_late = kpi_rows = days = 0
     counter = {"events": 0, "rejected": 0}
