@@ -6,9 +6,11 @@ From ``gold/network/cell_kpi_1m`` (one row per cell and closed minute) and ``gol
   least ``min_attempts``), as the KPI flow judges it;
 - ``drop_open``: a ``drop_rate`` alert of the cell was raised at or before the window's end and
   not cleared before it;
-- ``critical``: an ``alarm_uncleared`` alert of the cell (a critical alarm active for
-  ``critical_alarm_minutes``) was open at the window's end — what the stream knows at that
-  window too, so both compute the same rows;
+- ``critical``: critical alarms active at the window's end. The stream counts them as it applies
+  the alarms (``critical_alarms``); from the lake they are the ``alarm_uncleared`` alerts, from
+  the alarm's raise time (in the alert's id) to its clear — the same windows for every critical
+  alarm that lasts ``critical_alarm_minutes`` (a shorter one never becomes an alert, so training
+  does not see it);
 - incident onsets: a ``drop_rate`` alert's ``raised_at`` and a critical alarm's raise time (the
   ``alarm_uncleared`` alert's id carries it); the label of a window is "an onset of its cell
   within the next ``horizon_hours``".
@@ -64,13 +66,16 @@ def onsets(alerts: pl.DataFrame) -> pl.DataFrame:
 
 
 def windows(a: AlertRules, kpi: pl.DataFrame, alerts: pl.DataFrame) -> pl.DataFrame:
-    """The KPI rows (``cell_kpi_1m`` columns) as :data:`~pipelines.assurance.features.INPUT`, each with what was known at its end."""
+    """The KPI rows (``cell_kpi_1m`` columns, and the stream's ``critical_alarms``) as :data:`~pipelines.assurance.features.INPUT`."""
     rows = kpi.with_columns(
         pl.col("window_end").alias("_end"),
         ((pl.col("call_attempts") >= a.min_attempts) & (pl.col("drop_rate").fill_null(0) > a.drop_rate_above)).alias("flag"),
     ).sort("cell_id", "_end")
-    spans = _intervals(alerts, alarm_time=False)
-    for kind, col in (("drop", "drop_open"), ("critical", "critical")):
+    spans = _intervals(alerts, alarm_time=True)
+    known = "critical_alarms" in rows.columns  # the stream's own count
+    if known:
+        rows = rows.with_columns(pl.col("critical_alarms").alias("critical"))
+    for kind, col in (("drop", "drop_open"), ("critical", "critical"))[: 1 if known else 2]:
         iv = spans.filter(pl.col("kind") == kind).sort("from_at")
         # a cell's intervals of one kind do not overlap: the last one started at or before the end decides
         hit = rows.select("cell_id", "_end").sort("_end").join_asof(iv.select("cell_id", "from_at", "to_at"), left_on="_end",

@@ -142,7 +142,7 @@ def train(settings: Settings) -> TrainResult:
     keep = ytr | (rng.random(len(ytr)) < cfg.negative_share)
     weight = np.where(ytr, 1.0, 1.0 / cfg.negative_share)[keep]
     xtr = matrix(tr)[keep]
-    model = HistGradientBoostingClassifier(max_iter=cfg.max_iter, learning_rate=0.1, max_leaf_nodes=31, l2_regularization=1.0,
+    model = HistGradientBoostingClassifier(max_iter=cfg.max_iter, learning_rate=0.15, max_leaf_nodes=31, l2_regularization=1.0,
                                            random_state=SEED)
     model.fit(xtr, ytr[keep], sample_weight=weight)
     xte = matrix(te)

@@ -39,7 +39,7 @@ class PredictSettings:
     max_gap_minutes: float = 30.0
     test_days: int = 7
     negative_share: float = 0.3
-    max_iter: int = 150
+    max_iter: int = 60
     top_features: int = 3
 
     @classmethod

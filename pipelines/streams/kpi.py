@@ -117,7 +117,8 @@ class KpiLogic:
         if added.members.height:
             kpi = kpi_rows(added.members)
             active = self._alarms(added.members, kpi, events)
-            kpi = kpi.join(active, on=["cell_id", "_end"], how="left").with_columns(pl.col("active_alarms").fill_null(0).cast(pl.Int64))
+            kpi = kpi.join(active, on=["cell_id", "_end"], how="left").with_columns(pl.col("active_alarms").fill_null(0).cast(pl.Int64),
+                                                                                   pl.col("critical_alarms").fill_null(0).cast(pl.Int64))
             a = self.cfg.alerts
             flag = (pl.col("call_attempts") >= a.min_attempts) & (pl.col("drop_rate").fill_null(0) > a.drop_rate_above)
             kpi = kpi.with_columns(flag.alias("flag"))
@@ -175,8 +176,9 @@ class KpiLogic:
         alerts = pl.DataFrame([{k: r[k] for k in ("alert_id", "rule", "entity_id", "raised_at", "cleared_at")} for r in rows.values()],
                               schema={"alert_id": pl.String, "rule": pl.String, "entity_id": pl.String,
                                       "raised_at": pl.Datetime("us", "UTC"), "cleared_at": pl.Datetime("us", "UTC")})
-        empty = pl.DataFrame(schema={**dict(pl.from_arrow(KPI_SCHEMA.empty_table()).schema), "_end": pl.Datetime("us", "UTC")})
-        kpi = empty if kpi is None else kpi.select(*KPI_SCHEMA.names, "_end")
+        empty = pl.DataFrame(schema={**dict(pl.from_arrow(KPI_SCHEMA.empty_table()).schema), "_end": pl.Datetime("us", "UTC"),
+                                     "critical_alarms": pl.Int64})
+        kpi = empty if kpi is None else kpi.select(*KPI_SCHEMA.names, "_end", "critical_alarms")
         new, predictions, counts = self.scorer.step(kpi, alerts, ready)
         for k, v in counts.items():
             result.counts[k] = result.counts.get(k, 0) + v
@@ -188,9 +190,10 @@ class KpiLogic:
         """Apply alarm raises/clears in event-time order; active count per (cell, minute); uncleared-critical rule."""
         alarms = members.filter(pl.col("kind") == "alarm").sort("cell_id", "observed_at", "event_id")
         cells = set(self.alarms) | set(alarms["cell_id"].to_list())
-        out: dict[str, list] = {"cell_id": [], "_end": [], "active_alarms": []}
+        out: dict[str, list] = {"cell_id": [], "_end": [], "active_alarms": [], "critical_alarms": []}
+        schema = {"cell_id": pl.String, "_end": pl.Datetime("us", "UTC"), "active_alarms": pl.Int64, "critical_alarms": pl.Int64}
         if not cells:
-            return pl.DataFrame(out, schema={"cell_id": pl.String, "_end": pl.Datetime("us", "UTC"), "active_alarms": pl.Int64})
+            return pl.DataFrame(out, schema=schema)
         by_window: dict[tuple, list[dict]] = {}
         for r in alarms.iter_rows(named=True):
             by_window.setdefault((r["cell_id"], r["_end"]), []).append(r)
@@ -223,9 +226,10 @@ class KpiLogic:
             out["cell_id"].append(cell)
             out["_end"].append(end)
             out["active_alarms"].append(len(active))
+            out["critical_alarms"].append(sum(a["severity"] == "critical" for a in active.values()))
             if not active:
                 self.alarms.pop(cell, None)
-        return pl.DataFrame(out, schema={"cell_id": pl.String, "_end": pl.Datetime("us", "UTC"), "active_alarms": pl.Int64})
+        return pl.DataFrame(out, schema=schema)
 
     def snapshot(self) -> dict[str, pa.Table]:
         out = {f"w_{k}": v for k, v in self.windows.snapshot().items()}
