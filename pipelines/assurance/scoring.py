@@ -1,8 +1,8 @@
 """Scoring in the stream: the KPI flow's step that turns closed windows into ``predicted_degradation`` alerts.
 
 :class:`Scorer` keeps each cell's feature state (:func:`~pipelines.assurance.features.advance`)
-and, once every live cell of a site closed a minute (the KPI flow's site readiness), adds the
-site features, scores the windows with the current model and follows the alert lifecycle
+and, once every cell of a site closed a minute (but for cells more than ``site_wait_minutes``
+behind the site's most advanced one: a cell that stopped reporting), adds the site features, scores the windows with the current model and follows the alert lifecycle
 (:class:`~pipelines.streams.alerts.Episodes`: raised after ``raise_after_windows`` windows at
 risk, ``updated`` every ``update_every_windows``, cleared after ``clear_after_windows`` calm
 ones). Its state is part of the KPI flow's checkpoint, so a recomputed batch gives the same

@@ -22,6 +22,7 @@ class PredictSettings:
         cooldown_minutes: after an incident's alert or critical alarm ends, the cell is not scored this long.
         min_history_minutes: a cell (or a cell back after a gap) is scored once it has this much history.
         max_gap_minutes: KPI windows further apart than this start a new history (a gap).
+        site_wait_minutes: a site's windows are scored once all its cells closed them, except cells this far behind.
         test_days: training holds out the last this many days of KPI history for evaluation.
         negative_share: share of the windows without an incident ahead kept for training (weighted back).
         max_iter: boosting iterations of the model.
@@ -37,6 +38,7 @@ class PredictSettings:
     cooldown_minutes: float = 180.0
     min_history_minutes: float = 120.0
     max_gap_minutes: float = 30.0
+    site_wait_minutes: float = 360.0
     test_days: int = 7
     negative_share: float = 0.3
     max_iter: int = 60

@@ -285,6 +285,7 @@ CONFIG = Table(keys={
         "cooldown_minutes": Num(0, 7 * 24 * 60, default=180.0, unit="minutes"),
         "min_history_minutes": Num(0, 7 * 24 * 60, default=120.0, unit="minutes"),
         "max_gap_minutes": Num(1, 24 * 60, default=30.0, unit="minutes"),
+        "site_wait_minutes": Num(0, 7 * 24 * 60, default=360.0, unit="minutes"),
         "test_days": Int(1, 3650, default=7),
         "negative_share": Num(0, 1, default=0.3, lo_open=True),
         "max_iter": Int(1, 10_000, default=60),

@@ -128,10 +128,9 @@ class KpiLogic:
             self.pending = pl.concat([self.pending, kpi.select("site_id", "_end", "flag")])
             result.rows["kpi"] = kpi.select(KPI_SCHEMA.names).to_arrow()
             result.counts["kpi_rows"] = kpi.height
-        ready = self._site_ready()
-        events += self.site.step(self._ready_sites(ready))
+        events += self.site.step(self._ready_sites(self._site_ready(self.cfg.alerts.site_cell_timeout_minutes)))
         if self.scorer is not None:
-            events += self._predict(kpi, prior, events, ready, result)
+            events += self._predict(kpi, prior, events, self._site_ready(self.scorer.cfg.site_wait_minutes), result)
         if events:
             result.rows["alerts"] = alert_table([row for _, row in events])
             result.messages = [alert_message(ev, row) for ev, row in events if ev != "state"]
@@ -139,11 +138,10 @@ class KpiLogic:
             result.counts["alerts_cleared"] = sum(ev == "cleared" for ev, _ in events)
         return result
 
-    def _site_ready(self) -> pl.DataFrame:
-        """``site_id, ready``: every (live) cell of the site has closed its minutes up to ``ready``."""
-        a = self.cfg.alerts
+    def _site_ready(self, timeout_minutes: float) -> pl.DataFrame:
+        """``site_id, ready``: every cell of the site less than ``timeout_minutes`` behind its most advanced one closed its minutes up to ``ready``."""
         lateness = int(self.cfg.kpi_lateness / timedelta(microseconds=1))
-        timeout = int(timedelta(minutes=a.site_cell_timeout_minutes) / timedelta(microseconds=1))
+        timeout = int(timedelta(minutes=timeout_minutes) / timedelta(microseconds=1))
         ct = self.cells.join(self.windows.marks, on="cell_id", how="inner").with_columns((pl.col("_wm") - lateness).alias("ct"))
         ct = ct.with_columns(pl.col("ct").max().over("site_id").alias("lead"))
         ready = ct.filter(pl.col("ct") >= pl.col("lead") - timeout).group_by("site_id").agg(pl.col("ct").min().alias("ready"))

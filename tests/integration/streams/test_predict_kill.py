@@ -76,7 +76,8 @@ def test_kill_nine_with_prediction_then_restart_gives_the_same_tables(senv, kafk
     run_streams(clean, only="kpi", until_caught_up=True)
     clean_lake = Lake.from_settings(clean)
     for name in TABLES:
-        assert _table(lake, name) == _table(clean_lake, name), name
+        a, b = _table(lake, name), _table(clean_lake, name)
+        assert a == b, (name, [x for x in a if x not in b][:2], [x for x in b if x not in a][:2])
     predicted = [r for r in _table(lake, "gold/network/alerts") if r["rule"] == RULE]
     final = len(_table(lake, PREDICTIONS_TABLE))
     assert predicted and final == len(predicted)
