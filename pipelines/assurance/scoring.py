@@ -8,9 +8,10 @@ risk, ``updated`` every ``update_every_windows``, cleared after ``clear_after_wi
 ones). Its state is part of the KPI flow's checkpoint, so a recomputed batch gives the same
 alerts (exactly once, like the flow's other outputs).
 
-Windows that get no prediction are counted by reason (``predict_<reason>``). A missing model,
-one whose file does not match its checksum, or one of another feature version disables only
-this step: :func:`make_scorer` logs one line and the KPI flow goes on.
+Windows that get no prediction are counted by reason (``predict_<reason>``). No model trained
+turns the step off quietly; a trained model whose file is missing or does not match its
+checksum, or one of another feature version, disables only this step: :func:`make_scorer` logs
+one warning line and the KPI flow goes on.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from pipelines.assurance.features import (
     empty_state,
     with_site_features,
 )
-from pipelines.assurance.model import load_model, predict, top_features
+from pipelines.assurance.model import MODEL_RUNS, load_model, predict, top_features
 from pipelines.assurance.settings import PredictSettings
 from pipelines.core.config import Settings
 from pipelines.core.errors import PredictError
+from pipelines.core.lake import Lake
 from pipelines.streams.alerts import Episodes
 from pipelines.streams.config import AlertRules
 
@@ -155,6 +157,9 @@ def make_scorer(settings: Settings, rules: AlertRules) -> Scorer | None:
     """The scorer for the latest trained model, or None (one logged line saying why) when prediction is off or impossible."""
     cfg = PredictSettings.from_settings(settings)
     if not cfg.enabled:
+        return None
+    if not Lake.from_settings(settings).exists(MODEL_RUNS):
+        log.info("predicted_degradation alerts are off: no degradation model trained yet")  # the usual state: not a warning
         return None
     try:
         model, run = load_model(settings)
