@@ -69,7 +69,7 @@ def write_files(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, model: st
     fresh = folder / f"new-{uuid.uuid4().hex}"  # COPY with one file per thread wants a folder of its own
     folder.mkdir(parents=True, exist_ok=True)
     rows = con.execute(f"copy (select * exclude (billed_cycle) from {model}) to '{fresh}' "
-                       "(format parquet, per_thread_output, filename_pattern 'part-{uuid}', string_dictionary_page_size_limit 1, return_stats)").fetchall()
+                       "(format parquet, per_thread_output, filename_pattern 'part-{uuid}', string_dictionary_page_size_limit 1, dictionary_size_limit 1, return_stats)").fetchall()
     out = []
     for path, count, size, _footer, stats, _partitions, _extra in rows:
         target = folder / Path(path).name
