@@ -141,7 +141,6 @@ def rate(
         # invoices need only per-account sums, of the charges already in usage_context
         if step:
             step("usage_charges")
-        con.execute("create or replace temp view rated_usage as select * from rated_usage_rows")
         run_models(con, ("usage_charges",), None)
         _append(con, "usage_charges")
         con.unregister("usage_context")
