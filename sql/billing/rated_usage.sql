@@ -10,14 +10,15 @@ with params as (
     select * from run_params
 ),
 context as (
-    select * exclude (type_code) from usage_context where reason is null
+    select * exclude (type_code, unknown_subscriber_id) from usage_context where reason is null
 ),
 keyed as (
-    select c.*, case when k.is_mo then c.quantity_base - c.included_base else 0 end as charged_base,
+    select c.*, s.subscriber_id, s.account_id, case when k.is_mo then c.quantity_base - c.included_base else 0 end as charged_base,
            k.cycle, k.version as tariff_version, k.event_type, k.zone, k.band, k.roaming_zone, k.plan_id, k.rate_id,
            k.allowance_id, k.tiers_id, k.currency
     from context c
     join rating_keys k using (rk_id)
+    join subscriber_timeline s using (st_no)
 ),
 final as (
     select c.record_id, c.subscriber_id, c.account_id, c.cycle, p.target_cycle as billed_cycle,
