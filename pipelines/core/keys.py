@@ -32,6 +32,7 @@ DAY_S = 86_400
 BIG = 10**9  # a count nobody configures beyond
 THREADS = Int(0, 1024, default=0)
 TOPIC = r"[A-Za-z0-9._-]{1,249}"
+GROUP = r"[A-Za-z0-9._-]{0,200}"
 
 
 def _multiple_of_hop(values: dict[str, Any], where: str) -> None:
@@ -148,6 +149,7 @@ CONFIG = Table(keys={
         "min_event_time": Instant(default="2000-01-01T00:00:00Z"),
         "max_future_skew_hours": Num(0, 24 * 366, default=24.0, lo_open=True, unit="hours"),
         "workers": Int(1, 1024, default=1),
+        "consumer_group": Text(default="telcolake-ingest", pattern=GROUP, what="a consumer group name (letters, digits, . _ -) or empty"),
     }),
     "simulate": Table(keys={
         "subscribers": Int(8, 100_000_000, default=2000),
@@ -172,6 +174,7 @@ CONFIG = Table(keys={
         "flush_seconds": Seconds(3600, default=1.0),
         "workers": Int(1, 1024, default=1),
         "kpi_allowed_lateness_s": Seconds(7 * DAY_S, default=120.0, zero=True),
+        "consumer_group_prefix": Text(default="telcolake-", pattern=GROUP, what="a consumer group prefix (letters, digits, . _ -) or empty"),
     }),
     "alerts": Table(keys={
         "drop_rate_above": Num(0, 1, default=0.05, lo_open=True, hi_open=True),
