@@ -24,7 +24,7 @@ from quality.core import QualityConfig, RunContext, Suite, running
 from quality.docs import DataDocs, docs_dir
 from quality.validate import Validator
 
-DOMAINS = ("bronze", "silver", "billing", "churn", "network", "shares")
+DOMAINS = ("bronze", "silver", "billing", "churn", "network", "shares", "oss")
 RESULTS_TABLE = "ops/quality_results"
 RESULTS_SCHEMA = pa.schema(
     [

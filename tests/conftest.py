@@ -33,6 +33,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Settings
     base = base.replace('"usage.events" = 4', f'"usage.events.{suffix}" = 4')
     base = base.replace('"network.events" = 2', f'"network.events.{suffix}" = 2')
     base = base.replace('"bss.events" = 2', f'"bss.events.{suffix}" = 2')
+    for topic in ("orders.events", "provisioning.commands", "provisioning.results", "orders.clock", "orders.state", "orders.jeopardy"):
+        base = base.replace(f'"{topic}" =', f'"{topic}.{suffix}" =')
     config.write_text(base)
     monkeypatch.setenv("TELCOLAKE_CONFIG", str(config))
     monkeypatch.setenv("TELCOLAKE_LAKE", str(tmp_path / "lake"))

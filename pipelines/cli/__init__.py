@@ -9,7 +9,18 @@ import sys
 
 import typer
 
-from pipelines.cli import billing, broker, churn, ingest, ops, quality, sharing, simulate, streams
+from pipelines.cli import (
+    billing,
+    broker,
+    churn,
+    ingest,
+    ops,
+    oss,
+    quality,
+    sharing,
+    simulate,
+    streams,
+)
 
 app = typer.Typer(help="telcolake: a streaming lakehouse for a telco's BSS/OSS data.", no_args_is_help=True)
 app.add_typer(broker.broker_app, name="broker")
@@ -23,6 +34,8 @@ app.command()(ops.demo)
 app.command("bill-run")(billing.bill_run_cmd)
 app.command()(billing.rerate)
 app.command()(streams.stream)
+app.command()(oss.fulfil)
+app.command()(oss.responders)
 app.command("sql")(ops.sql_cmd)
 app.command("tables")(ops.tables_cmd)
 app.command("scheduler")(ops.scheduler_cmd)
@@ -35,6 +48,7 @@ app.add_typer(billing.catalog_app, name="catalog")
 app.add_typer(ops.jobs_app, name="jobs")
 app.add_typer(sharing.partners_app, name="partners")
 app.add_typer(churn.churn_app, name="churn")
+app.add_typer(oss.orders_app, name="orders")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -319,6 +319,37 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], *, extra: dict[str, An
         time.sleep(0.1)
 
 
+def ensure_topic_config(bootstrap: str, topic: str, config: dict[str, str], *, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """Set ``config`` (e.g. ``{"cleanup.policy": "compact"}``) on an existing topic where it differs.
+
+    Uses IncrementalAlterConfigs (the embedded broker has no AlterConfigs).
+
+    Returns:
+        the topic's values of the ``config`` keys after the change, as the broker describes them.
+
+    Raises:
+        BrokerError: the broker refused the change.
+    """
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **(extra or {})})
+
+    def describe() -> dict[str, str]:
+        found = admin.describe_configs([ConfigResource("topic", topic)])
+        entries = next(iter(found.values())).result(timeout=10)
+        return {k: entries[k].value for k in config if k in entries}
+
+    if describe() == config:
+        return config
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
+    try:
+        for future in admin.incremental_alter_configs([ConfigResource("topic", topic, incremental_configs=entries)]).values():
+            future.result(timeout=10)
+    except Exception as exc:
+        raise BrokerError(f"could not set {config} on topic {topic}: {exc}") from None
+    return describe()
+
+
 def end_offsets(bootstrap: str, topic: str, *, extra: dict[str, Any] | None = None) -> dict[int, int]:
     """True end offset (offset after the last record) of each partition of ``topic``.
 

@@ -234,6 +234,196 @@ BSS = Contract(
 CONTRACTS: dict[str, Contract] = {c.topic: c for c in (USAGE, NETWORK, BSS)}
 
 
+# --- OSS fulfilment (pipelines/oss): product orders in, service/resource orders out -------
+
+ORDER_KINDS = ("order", "cancel", "retry")
+CHANNELS = ("web", "app", "shop", "callcentre", "partner", "operator")
+ITEM_ACTIONS = ("add", "modify", "delete")
+PRODUCTS = ("mobile_line", "plan", "ott_bundle")
+COMMAND_ACTIONS = ("apply", "compensate")
+RESULT_STATUSES = ("done", "failed", "retryable")
+EFFECTS = ("applied", "replayed", "none")
+ORDER_ITEM = pa.struct(
+    [
+        ("item_id", pa.string()),
+        ("action", pa.string()),
+        ("product", pa.string()),
+        ("plan_id", pa.string()),
+        ("from_plan_id", pa.string()),
+        ("ott_partner_id", pa.string()),
+        ("msisdn", pa.string()),
+        ("imsi", pa.string()),
+        ("country", pa.string()),
+        ("currency", pa.string()),
+        ("segment", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+class OrderItem(msgspec.Struct):
+    """One item of a product order (TMF622 productOrderItem, product characteristics flattened)."""
+
+    item_id: str | None = None
+    action: str | None = None
+    product: str | None = None
+    plan_id: str | None = None
+    from_plan_id: str | None = None
+    ott_partner_id: str | None = None
+    msisdn: str | None = None
+    imsi: str | None = None
+    country: str | None = None
+    currency: str | None = None
+    segment: str | None = None
+    reason: str | None = None
+
+
+class OrderEvent(msgspec.Struct):
+    """A product order, or a cancellation or operator retry of one, on ``orders.events``."""
+
+    event_id: str
+    order_id: str
+    kind: Literal["order", "cancel", "retry"]
+    requested_at: str
+    account_id: str | None = None
+    subscriber_id: str | None = None
+    channel: Literal["web", "app", "shop", "callcentre", "partner", "operator"] | None = None
+    items: list[OrderItem] | None = None
+    note: str | None = None
+
+
+class ProvisioningCommand(msgspec.Struct):
+    """A service/resource order to a network function or partner on ``provisioning.commands``."""
+
+    command_id: str
+    order_id: str
+    step_seq: Int64
+    step_count: Int64
+    step: str
+    target: str
+    action: Literal["apply", "compensate"]
+    operation: str
+    attempt: Int64
+    issued_at: str
+    subscriber_id: str | None = None
+    payload: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class ProvisioningResult(msgspec.Struct):
+    """A network function's or partner's answer to a command on ``provisioning.results``."""
+
+    result_id: str
+    command_id: str
+    order_id: str
+    attempt: Int64
+    status: Literal["done", "failed", "retryable"]
+    completed_at: str
+    step_seq: Int64 | None = None
+    step: str | None = None
+    target: str | None = None
+    action: Literal["apply", "compensate"] | None = None
+    error_code: str | None = None
+    effect: Literal["applied", "replayed", "none"] | None = None
+
+
+class ClockTick(msgspec.Struct):
+    """The orchestrator's clock on ``orders.clock``: timers fire when it passes their due time."""
+
+    tick_id: str
+    tick_at: str
+
+
+ORDERS = Contract(
+    topic="orders.events",
+    schema=pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("order_id", pa.string()),
+            ("kind", pa.string()),
+            ("requested_at", TS),
+            ("account_id", pa.string()),
+            ("subscriber_id", pa.string()),
+            ("channel", pa.string()),
+            ("items", pa.list_(ORDER_ITEM)),
+            ("note", pa.string()),
+        ]
+    ),
+    id_field="event_id",
+    time_field="requested_at",
+    required=("event_id", "order_id", "kind", "requested_at"),
+    enums={"kind": ORDER_KINDS, "channel": CHANNELS},
+    ranges={},
+    struct=OrderEvent,
+)
+
+COMMANDS = Contract(
+    topic="provisioning.commands",
+    schema=pa.schema(
+        [
+            ("command_id", pa.string()),
+            ("order_id", pa.string()),
+            ("subscriber_id", pa.string()),
+            ("step_seq", pa.int32()),
+            ("step_count", pa.int32()),
+            ("step", pa.string()),
+            ("target", pa.string()),
+            ("action", pa.string()),
+            ("operation", pa.string()),
+            ("attempt", pa.int32()),
+            ("issued_at", TS),
+            ("payload", pa.string()),
+        ]
+    ),
+    id_field="command_id",
+    time_field="issued_at",
+    required=("command_id", "order_id", "step_seq", "step_count", "step", "target", "action", "operation", "attempt", "issued_at"),
+    enums={"action": COMMAND_ACTIONS},
+    ranges={"step_seq": (0, 1000), "step_count": (1, 1000), "attempt": (1, 1_000_000)},
+    struct=ProvisioningCommand,
+    json_fields=("payload",),
+)
+
+RESULTS = Contract(
+    topic="provisioning.results",
+    schema=pa.schema(
+        [
+            ("result_id", pa.string()),
+            ("command_id", pa.string()),
+            ("order_id", pa.string()),
+            ("step_seq", pa.int32()),
+            ("step", pa.string()),
+            ("target", pa.string()),
+            ("action", pa.string()),
+            ("attempt", pa.int32()),
+            ("status", pa.string()),
+            ("error_code", pa.string()),
+            ("effect", pa.string()),
+            ("completed_at", TS),
+        ]
+    ),
+    id_field="result_id",
+    time_field="completed_at",
+    required=("result_id", "command_id", "order_id", "attempt", "status", "completed_at"),
+    enums={"status": RESULT_STATUSES, "action": COMMAND_ACTIONS, "effect": EFFECTS},
+    ranges={"attempt": (1, 1_000_000), "step_seq": (0, 1000)},
+    struct=ProvisioningResult,
+)
+
+CLOCK = Contract(
+    topic="orders.clock",
+    schema=pa.schema([("tick_id", pa.string()), ("tick_at", TS)]),
+    id_field="tick_id",
+    time_field="tick_at",
+    required=("tick_id", "tick_at"),
+    enums={},
+    ranges={},
+    struct=ClockTick,
+)
+
+OSS_CONTRACTS: dict[str, Contract] = {c.topic: c for c in (ORDERS, COMMANDS, RESULTS, CLOCK)}
+"""The fulfilment topics; not in CONTRACTS, which lists what ingest lands in bronze."""
+
+
 def contract_for(topic: str) -> Contract:
     """The contract of ``topic`` (a configured topic name that starts or ends with the contract's).
 
@@ -307,7 +497,29 @@ def _count_extras(contract: Contract, table: pa.Table) -> tuple[pa.Table, int]:
     known = set(contract.schema.names)
     extra = [n for n in table.column_names if n not in known]
     count = sum(len(table[n]) - table[n].null_count for n in extra)
-    return table.select(contract.schema.names), count
+    table = table.select(contract.schema.names)
+    wire = contract.wire_schema
+    for i, f in enumerate(wire):
+        if table.schema.field(i).type != f.type:  # unknown fields inside a list of structs (order items)
+            table = table.set_column(i, f.name, _project(table.column(i), f.type))
+            count += 1
+    return table, count
+
+
+def _project(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """A list<struct> column with only ``target``'s struct fields (Arrow's reader infers extra ones)."""
+    if not (pa.types.is_list(target) and pa.types.is_struct(target.value_type)):
+        raise pa.ArrowInvalid(f"cannot project {column.type} to {target}")
+    struct = target.value_type
+    chunks = []
+    for chunk in column.chunks:
+        values = chunk.values
+        fields = [values.field(struct.field(j).name) if values.type.get_field_index(struct.field(j).name) >= 0
+                  else pa.nulls(len(values), struct.field(j).type) for j in range(struct.num_fields)]
+        inner = pa.StructArray.from_arrays([a.cast(struct.field(j).type) for j, a in enumerate(fields)], fields=list(struct),
+                                           mask=values.is_null() if values.null_count else None)
+        chunks.append(pa.ListArray.from_arrays(chunk.offsets, inner, type=target, mask=chunk.is_null() if chunk.null_count else None))
+    return pa.chunked_array(chunks, target)
 
 
 def _classify_slow(contract: Contract, values: list[bytes], positions: list[int]) -> tuple[list[int], list[bytes], list[tuple[int, str]]]:

@@ -50,3 +50,7 @@ class QualitySuiteError(TelcolakeError):
 
 class ChurnError(TelcolakeError):
     """Churn training or scoring was refused (no features, no model, a split without churners)."""
+
+
+class FulfilmentError(TelcolakeError):
+    """An order cannot be found or does not allow the request, or a fulfilment run went wrong."""

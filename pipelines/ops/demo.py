@@ -227,6 +227,33 @@ def _churn(run: DemoRun) -> dict[str, Any]:
     return out
 
 
+def _fulfilment(run: DemoRun) -> dict[str, Any]:
+    """Simulated product orders through the saga on a simulated clock: lead time, fallout, jeopardy.
+
+    Last on purpose: the lifecycle events it sends the BSS (activations ...) land at the next
+    ingest, so the numbers of the steps above stay those of the simulated week.
+    """
+    from pipelines.oss import run_simulation
+
+    cfg = _order_config(run)
+    out = run_simulation(run.settings, cfg)
+    f, p = out["figures"], out["planted"]
+    return {
+        "orders": cfg.orders, "completed": f["completed"], "failed": f["failed"], "held": f["held"], "cancelled": f["cancelled"],
+        "lead_time_p50_s": f["lead_time_p50_s"], "lead_time_p95_s": f["lead_time_p95_s"], "fallout_rate": f["fallout_rate"],
+        "jeopardy_alerts": f["jeopardy_alerts"], "retries": f["retries"], "planted": p, "figures": f,
+    }
+
+
+def _order_config(run: DemoRun):
+    """The demo's order simulation: a tenth of the subscribers, 50 to 200 orders."""
+    from pipelines.oss import OrderSimConfig
+    from pipelines.simulate import SimConfig
+
+    subscribers = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None).subscribers
+    return OrderSimConfig(orders=min(200, max(50, subscribers // 10)))
+
+
 STEPS: list[tuple[str, Callable[[DemoRun], dict[str, Any]]]] = [
     ("broker", _broker),
     ("simulate", _simulate),
@@ -237,6 +264,7 @@ STEPS: list[tuple[str, Callable[[DemoRun], dict[str, Any]]]] = [
     ("quality", _quality),
     ("publish", _publish),
     ("read share", _read_share),
+    ("fulfilment", _fulfilment),
 ]
 
 
@@ -247,7 +275,7 @@ KEY_TABLES = (
     "gold/billing/rated_usage", "gold/billing/unrated", "gold/billing/invoices", "gold/billing/invoice_lines",
     "gold/network/cell_kpi_1m", "gold/network/alerts", "gold/fraud/alerts", "gold/offers/triggers",
     "gold/churn/features_daily", "gold/churn/scores", "gold/churn/offers",
-    "ops/quality_results",
+    "ops/quality_results", "gold/oss/orders", "gold/oss/jeopardy",
 )
 
 
@@ -314,6 +342,14 @@ def run_demo(settings: Settings, console: Console, **options: Any) -> DemoRun:
     reasons = run.results.get("ingest", {}).get("reasons", {})
     if reasons:
         console.print("[bold]quarantined by reason[/bold]: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))
+    orders = run.results.get("fulfilment")
+    if orders:
+        p = orders["planted"]
+        console.print(f"[bold]fulfilment[/bold]: {orders['orders']} orders: {orders['completed']} completed, {orders['failed']} failed "
+                      f"(planted {p['expect_failed']}), {orders['held']} held for a human (planted {p['expect_held']}), "
+                      f"{orders['cancelled']} cancelled (planted {p['expect_cancelled']}); lead time p50 {orders['lead_time_p50_s']} s, "
+                      f"p95 {orders['lead_time_p95_s']} s; fallout {orders['fallout_rate']}; jeopardy alerts {orders['jeopardy_alerts']} "
+                      f"(planted {p['expect_jeopardy']}); retries {orders['retries']} (planted {p['expect_retries']})")
     why = run.results.get("churn", {}).get("why_no_model")
     if why:
         console.print(f"[yellow]churn:[/yellow] features written, no model or scores: {why}. "

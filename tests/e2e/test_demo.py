@@ -53,3 +53,12 @@ def test_demo_runs_every_step_and_its_summary_reconciles(env, tmp_path, monkeypa
     assert r["read share"]["rows"] == lake.dataset(f"shares/{r['read share']['partner']}/{r['read share']['read'].rsplit('.', 1)[1]}").count_rows()
     printed = out.getvalue()
     assert "invoices" in printed and "next:" in printed and "no model or scores" in printed
+
+    # fulfilment: every simulated order ended as planted; the figures are printed
+    f, planted = r["fulfilment"], r["fulfilment"]["planted"]
+    assert (f["completed"], f["failed"], f["held"], f["cancelled"]) == (
+        planted["expect_completed"], planted["expect_failed"], planted["expect_held"], planted["expect_cancelled"])
+    assert f["completed"] + f["failed"] + f["held"] + f["cancelled"] == f["orders"] == summary["rows"]["gold/oss/orders"]
+    assert f["jeopardy_alerts"] == planted["expect_jeopardy"] and f["lead_time_p95_s"] >= f["lead_time_p50_s"] > 0
+    assert "fulfilment" in printed and "lead time p50" in printed
+    print(f"fulfilment step: {run.seconds['fulfilment']:.1f} s for {f['orders']} orders")

@@ -24,12 +24,14 @@ NEEDS = {
                               "gold/billing/adjustments", "reference/tariff_allowances"],
     "churn_risk.ipynb": ["gold/churn/features_daily", "gold/churn/scores", "silver/subscribers"],
     "network_kpis.ipynb": ["gold/network/cell_kpi_1m", "gold/network/alerts"],
+    "order_to_activation.ipynb": ["gold/oss/orders", "gold/oss/order_transitions", "gold/oss/jeopardy"],
 }
 CYCLE = "2026-10"  # the month of [simulate] start in telcolake.toml
 # Steps run after `telcolake demo` only for tables it did not produce (the demo grows to cover them).
 FOLLOW_UPS = [
     ("gold/network/cell_kpi_1m", [["stream", "--until-caught-up", "--json"]]),
     ("gold/billing/invoices", [["catalog", "load", "--json"], ["bill-run", "--cycle", CYCLE, "--early", "--json"]]),
+    ("gold/oss/orders", [["orders", "simulate", "--fulfil", "--json"]]),
 ]
 
 
@@ -37,7 +39,8 @@ def _config(tmp: Path) -> Path:
     """The repository config with uuid-suffixed topics, so this lake sees only its own records."""
     suffix = uuid.uuid4().hex[:8]
     text = (REPO / "telcolake.toml").read_text()
-    for topic in ("usage.events", "network.events", "bss.events", "network.alerts", "fraud.alerts", "offers.triggers"):
+    for topic in ("usage.events", "network.events", "bss.events", "network.alerts", "fraud.alerts", "offers.triggers",
+                  "orders.events", "provisioning.commands", "provisioning.results", "orders.clock", "orders.state", "orders.jeopardy"):
         text = text.replace(f'"{topic}" =', f'"{topic}.{suffix}" =')
     path = tmp / "telcolake.toml"
     path.write_text(text)

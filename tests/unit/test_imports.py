@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipelines", "dataflows", "quality")
-DOMAINS = ("simulate", "ingest", "streams", "billing", "churn", "sharing")
+DOMAINS = ("simulate", "ingest", "streams", "billing", "churn", "sharing", "oss")
 
 
 def modules() -> dict[str, Path]:
