@@ -1,8 +1,9 @@
-"""The operator HTTP endpoints of `telcolake up` (FastAPI): ``/health``, ``/ready``, ``/api/status``.
+"""The operator HTTP endpoints of `telcolake up` (FastAPI): ``/health``, ``/ready``, ``/api/status``
+and ``/metrics``.
 
-One app on one port, built from the running :class:`~pipelines.ops.up.service.Service`; later
-pages (a web page, ``/metrics``, alerts) are more routes on the same app. Answers come from
-the service's cached snapshot, so a request never scans the lake or waits on the broker.
+One app on one port, built from the running :class:`~pipelines.ops.up.service.Service`. Answers
+come from the service's cached snapshot, so a request never scans the lake or waits on the
+broker.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import threading
 from typing import Protocol
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 
 class Service(Protocol):
@@ -23,9 +24,19 @@ class Service(Protocol):
 
     def status(self) -> dict: ...
 
+    def metrics_text(self) -> bytes: ...
+
 
 def create_app(service: Service) -> FastAPI:
+    """The operator app."""
+    from pipelines.ops.up.metrics import CONTENT_TYPE
+
     app = FastAPI(title="telcolake up", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus text format (lag, landed, quarantined, tables, jobs, quality, alerts)."""
+        return Response(service.metrics_text(), media_type=CONTENT_TYPE)
 
     @app.get("/health")
     def health() -> dict:

@@ -11,6 +11,7 @@ so ``kill -9`` of the service and a restart lose and duplicate nothing.
 
 from __future__ import annotations
 
+import collections
 import logging
 import signal
 import sys
@@ -21,10 +22,14 @@ from pathlib import Path
 
 from pipelines.core.config import Settings
 from pipelines.core.errors import BrokerError, TelcolakeError
+from pipelines.ops.up.metrics import Metrics
 from pipelines.ops.up.settings import ServiceSettings
 from pipelines.ops.up.supervisor import Component, worker_argv
 
 log = logging.getLogger("telcolake.up")
+
+HISTORY = 120  # status refreshes kept for the page's sparklines
+ALERTS_KEPT = 200  # open alerts in the snapshot (the page shows 50)
 
 
 class Service:
@@ -46,6 +51,9 @@ class Service:
         self.run_dir = settings.state_dir / "up"
         self._caught_up_at: float | None = None
         self._silver_after_catch_up = threading.Event()
+        self.metrics = Metrics(self.status)
+        self._record_times = None
+        self._history: collections.deque[dict] = collections.deque(maxlen=HISTORY)
 
     # -- what the endpoints read ------------------------------------------------------------
 
@@ -83,6 +91,9 @@ class Service:
             "scheduler": self.scheduler.state() if self.scheduler is not None else None,
             **snapshot,
         }
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.text()
 
     # -- the parts --------------------------------------------------------------------------
 
@@ -185,13 +196,41 @@ class Service:
                     return
                 self.scheduler.stop.clear()
 
+    def _lag(self, topics: list[dict]) -> list[dict]:
+        from pipelines.core.broker import client_config
+        from pipelines.ops.up.lag import RecordTimes, group_lags
+        from pipelines.streams.run import FLOWS
+
+        conf = None
+        if self.broker["reachable"]:
+            conf = client_config(self.settings, bootstrap=self.broker["address"])
+            if self._record_times is None or self._record_times.conf != conf:
+                self._record_times = RecordTimes(conf)
+        prefix = self.settings.values("streams")["consumer_group_prefix"]
+        flows = [prefix + f for f in FLOWS] if prefix and "streams" in self.config.components else []
+        return group_lags(topics, ingest_group=self.settings.ingest.consumer_group or "telcolake-ingest",
+                          flow_groups=flows, conf=conf, times=self._record_times)
+
+    def _history_point(self, out: dict) -> dict:
+        lag: dict[str, int] = {}
+        seconds: dict[str, float] = {}
+        for r in out.get("lag") or []:
+            if r["lag"] is not None:
+                lag[r["group"]] = lag.get(r["group"], 0) + r["lag"]
+            if r["lag_seconds"] is not None:
+                seconds[r["group"]] = max(seconds.get(r["group"], 0.0), r["lag_seconds"])
+        return {"at": out["computed_at"], "lag": lag, "lag_seconds": seconds,
+                "landed": {t["topic"]: t["rows"] for t in out.get("topics") or []}}
+
     def _refresh_status(self) -> None:
-        """Recompute the snapshot: broker reachability, per-partition lag, tables, last job runs."""
+        """Recompute the snapshot: broker reachability, per-partition lag, tables, jobs, quality, alerts, bills."""
         from pipelines.core.broker import wait_ready
+        from pipelines.core.contracts import CONTRACTS
         from pipelines.core.lake import Lake
         from pipelines.ops.jobs import last_runs
         from pipelines.ops.lake_info import lake_tables
         from pipelines.ops.status import as_json, last_gate, topic_status
+        from pipelines.ops.up import facts
 
         out: dict = {"computed_at": datetime.now(UTC).isoformat(), "errors": {}}
         try:
@@ -206,12 +245,20 @@ class Service:
             ("tables", lambda: [t.as_dict() for t in lake_tables(lake)]),
             ("jobs", lambda: last_runs(self.settings)),
             ("quality", lambda: last_gate(lake)),
+            ("lag", lambda: self._lag(out.get("topics") or [])),
+            ("quarantine", lambda: facts.quarantine_by_reason(lake, {c: self.settings.topic(c) for c in CONTRACTS})),
+            ("job_stats", lambda: facts.job_stats(lake)),
+            ("quality_suites", lambda: facts.quality_by_suite(lake)),
+            ("alerts", lambda: facts.open_alerts(lake, limit=ALERTS_KEPT)),
+            ("bill_cycles", lambda: facts.bill_cycles(lake)),
         )
         for key, fn in parts:
             try:
                 out[key] = fn()
             except Exception as exc:  # one failing part must not hide the others
                 out["errors"][key] = f"{type(exc).__name__}: {exc}"
+        self._history.append(self._history_point(out))
+        out["history"] = list(self._history)
         with self._snapshot_lock:
             self._snapshot = {**self._snapshot, **out}
         self._status_ready.set()
@@ -237,7 +284,8 @@ class Service:
             signal.signal(sig, lambda *_: self.stop_event.set())
         server = HttpServer(create_app(self), self.config.host, self.port)
         server.start()
-        log.info("telcolake up: http://%s:%d (/health /ready /api/status); lake %s", self.config.host, self.port, self.settings.lake_root)
+        log.info("telcolake up: http://%s:%d (/health /ready /api/status /metrics); lake %s", self.config.host, self.port,
+                 self.settings.lake_root)
         self._ensure_broker()
         self._prepare_topics()
         self._start_components()

@@ -1,0 +1,149 @@
+"""The operator view of `telcolake up` over real HTTP: /metrics against the lake and the broker."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipelines.core import broker
+from pipelines.core.config import load_settings
+from pipelines.core.lake import Lake
+from pipelines.ingest import run_ingest
+from pipelines.ops.scheduler import run_now
+from pipelines.ops.up.server import HttpServer, create_app
+from pipelines.ops.up.service import Service
+from tests.helpers import produce, usage_values
+
+JOBS = """
+[jobs.tick]
+cron = "0 0 1 1 *"
+exec = ["{py}", "-c", "print('rows: 12')"]
+retries = 0
+
+[jobs.broken]
+cron = "0 0 1 1 *"
+exec = ["{py}", "-c", "import sys; sys.exit('error: the input table gold/billing/invoices is missing')"]
+retries = 0
+"""
+BAD = [b"not json", b'{"record_id": "R1", "event_type": "fax"}', b"\xff\xfe"]
+
+
+def _add_jobs() -> None:
+    path = Path(os.environ["TELCOLAKE_CONFIG"])
+    path.write_text(path.read_text() + JOBS.format(py=sys.executable))
+
+
+def _metrics(port: int) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) -> value of every sample /metrics serves."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _named(samples: dict, name: str) -> dict[tuple, float]:
+    return {labels: v for (n, labels), v in samples.items() if n == name}
+
+
+class Operator:
+    """A :class:`Service` of this test's settings, its snapshot refreshed on demand, served on a free port."""
+
+    def __init__(self, kafka: str) -> None:
+        self.settings = load_settings()
+        self.service = Service(self.settings, port=broker.free_port())
+        self.service.broker.update(address=kafka, reachable=True)
+        self.server = HttpServer(create_app(self.service), "127.0.0.1", self.service.port)
+        self.server.start()
+
+    @property
+    def port(self) -> int:
+        return self.service.port
+
+    def refresh(self) -> dict:
+        self.service._refresh_status()
+        st = self.service.status()
+        assert not st["errors"], st["errors"]
+        return st
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+@pytest.fixture
+def operator(env, kafka):
+    _add_jobs()
+    op = Operator(kafka)
+    yield op
+    op.close()
+
+
+def _land(kafka: str, op: Operator) -> str:
+    topic = op.settings.topic("usage.events")
+    produce(kafka, topic, usage_values(1500), partitions=4)
+    produce(kafka, topic, BAD * 3, partitions=4)
+    for n in (200, 1, 1, 7):  # small batches: the embedded broker then under-reports the high watermark
+        produce(kafka, topic, usage_values(n, start=10_000 + n), partitions=4)
+    return topic
+
+
+def test_metrics_are_true_against_the_lake_and_the_broker(operator, kafka):
+    op = operator
+    topic = _land(kafka, op)
+    produced = 1500 + 9 + 209
+    time.sleep(1.0)  # the oldest record is then at least 1 s old
+    before = _metrics_after_refresh(op)
+    lag = _named(before, "kafka_consumergroup_group_lag")
+    ours = {dict(k)["partition"]: v for k, v in lag.items() if dict(k)["topic"] == topic}
+    assert {dict(k)["group"] for k, v in lag.items() if dict(k)["topic"] == topic} == {"telcolake-ingest"}
+    assert sum(ours.values()) == produced and len(ours) == 4  # the true end offsets, nothing landed yet
+    seconds = [v for k, v in _named(before, "kafka_consumergroup_group_lag_seconds").items() if dict(k)["topic"] == topic]
+    assert len(seconds) == 4 and min(seconds) >= 1.0  # the age of each partition's first unlanded record
+
+    run_ingest(op.settings, until_caught_up=True)
+    after = _metrics_after_refresh(op)
+    lake = Lake.from_settings(op.settings)
+    bronze = lake.dataset("bronze/usage.events").count_rows()
+    assert bronze == 1500 + 209
+    landed = _named(after, "telcolake_records_landed_total")
+    assert landed[(("topic", topic),)] == bronze
+    lag = {dict(k)["partition"]: v for k, v in _named(after, "kafka_consumergroup_group_lag").items() if dict(k)["topic"] == topic}
+    assert lag == {"0": 0, "1": 0, "2": 0, "3": 0}
+    seconds = {v for k, v in _named(after, "kafka_consumergroup_group_lag_seconds").items() if dict(k)["topic"] == topic}
+    assert seconds == {0.0}
+    con = duckdb.connect()
+    con.register("q", lake.dataset("quarantine/usage.events"))
+    reasons = dict(con.execute("select reason, count(*) from q group by 1").fetchall())
+    quarantined = {dict(k)["reason"]: v for k, v in _named(after, "telcolake_records_quarantined_total").items()
+                   if dict(k)["topic"] == topic}
+    assert quarantined == reasons and sum(reasons.values()) == 9
+    versions = _named(after, "telcolake_table_version")
+    assert versions[(("table", "bronze/usage.events"),)] == lake.version("bronze/usage.events")
+    fresh = _named(after, "telcolake_table_freshness_seconds")[(("table", "bronze/usage.events"),)]
+    assert 0 <= fresh < 600
+
+    for job in ("tick", "tick", "broken"):
+        run_now(op.settings, job)
+    jobs = _metrics_after_refresh(op)
+    runs = _named(jobs, "telcolake_job_runs_total")
+    assert runs[(("job", "tick"), ("status", "ok"))] == 2 and runs[(("job", "broken"), ("status", "failed"))] == 1
+    count = _named(jobs, "telcolake_job_duration_seconds_count")
+    assert count[(("job", "tick"),)] == 2
+    inf = _named(jobs, "telcolake_job_duration_seconds_bucket")[(("job", "tick"), ("le", "+Inf"))]
+    assert inf == 2
+    assert _named(jobs, "telcolake_alerts_open") == {(("kind", "network"),): 0, (("kind", "fraud"),): 0}
+
+
+def _metrics_after_refresh(op: Operator) -> dict:
+    op.refresh()
+    return _metrics(op.port)
