@@ -1,8 +1,11 @@
-"""The operator view of `telcolake up` over real HTTP: /metrics against the lake and the broker."""
+"""The operator view of `telcolake up` over real HTTP: /metrics against the lake and the broker, and the
+page in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium)."""
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import sys
 import time
 import urllib.request
@@ -13,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.core import broker
-from pipelines.core.config import load_settings
+from pipelines.core.config import REPO_ROOT, load_settings
 from pipelines.core.lake import Lake
 from pipelines.ingest import run_ingest
 from pipelines.ops.scheduler import run_now
@@ -33,6 +36,7 @@ exec = ["{py}", "-c", "import sys; sys.exit('error: the input table gold/billing
 retries = 0
 """
 BAD = [b"not json", b'{"record_id": "R1", "event_type": "fax"}', b"\xff\xfe"]
+SCREENSHOT = REPO_ROOT / "docs" / "img" / "operator-page.png"
 
 
 def _add_jobs() -> None:
@@ -147,3 +151,55 @@ def test_metrics_are_true_against_the_lake_and_the_broker(operator, kafka):
 def _metrics_after_refresh(op: Operator) -> dict:
     op.refresh()
     return _metrics(op.port)
+
+
+def _browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("no chromium/chromedriver (Debian packages chromium, chromium-driver; .ci/run installs them): page not tested in a browser")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium  # the Debian build: Selenium Manager resolves and downloads nothing
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1700"):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
+
+
+def test_the_page_in_headless_chromium_shows_lag_and_jobs(operator, kafka, monkeypatch):
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    from selenium.webdriver.common.by import By
+
+    op = operator
+    topic = _land(kafka, op)
+    op.refresh()  # behind: the sparklines start at the lag before ingest
+    run_ingest(op.settings, until_caught_up=True)
+    run_now(op.settings, "tick")
+    run_now(op.settings, "broken")
+    for _ in range(2):
+        op.refresh()
+    browser = _browser()
+    try:
+        browser.get(f"http://127.0.0.1:{op.port}/")
+        assert browser.title == "telcolake up"  # ready: broker reachable, status computed (no component runs here)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#lag-table tr")
+        cells = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows[1:]]
+        ours = sorted(c for c in cells if c[1] == topic)
+        assert [c[2] for c in ours] == ["0", "1", "2", "3"]
+        assert all(c[0] == "telcolake-ingest" and c[5] == "0" and c[6] == "0.0" and c[3] == c[4] for c in ours)
+        assert sum(int(c[4]) for c in ours) == 1500 + 9 + 209
+        jobs = {r.find_elements(By.TAG_NAME, "td")[0].text: [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+                for r in browser.find_elements(By.CSS_SELECTOR, "#jobs-table tr")[1:]}
+        assert jobs["tick"][1] == "ok" and jobs["broken"][1] == "failed"
+        assert jobs["broken"][5].endswith("error: the input table gold/billing/invoices is missing")
+        assert browser.find_elements(By.CSS_SELECTOR, "#lag svg.spark")
+        assert "2026-10" in browser.find_element(By.ID, "billing").text
+        refresh = browser.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]").get_attribute("content")
+        assert refresh == "5"
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        browser.quit()
+    assert SCREENSHOT.stat().st_size > 10_000

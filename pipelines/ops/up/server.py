@@ -1,5 +1,5 @@
-"""The operator HTTP endpoints of `telcolake up` (FastAPI): ``/health``, ``/ready``, ``/api/status``
-and ``/metrics``.
+"""The operator HTTP endpoints of `telcolake up` (FastAPI): ``/`` (the page), ``/health``, ``/ready``,
+``/api/status``, ``/metrics`` and the quality Data Docs under ``/quality-docs/``.
 
 One app on one port, built from the running :class:`~pipelines.ops.up.service.Service`. Answers
 come from the service's cached snapshot, so a request never scans the lake or waits on the
@@ -9,10 +9,12 @@ broker.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Protocol
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 
 class Service(Protocol):
@@ -27,11 +29,18 @@ class Service(Protocol):
     def metrics_text(self) -> bytes: ...
 
 
-def create_app(service: Service) -> FastAPI:
-    """The operator app."""
+def create_app(service: Service, *, docs_dir: Path | None = None) -> FastAPI:
+    """The operator app; ``docs_dir`` (the quality Data Docs site) is served at ``/quality-docs/``."""
     from pipelines.ops.up.metrics import CONTENT_TYPE
+    from pipelines.ops.up.page import render
 
     app = FastAPI(title="telcolake up", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        """The operator page: everything ``/api/status`` serves, reloading itself every few seconds."""
+        docs = "/quality-docs/index.html" if docs_dir is not None and (docs_dir / "index.html").exists() else None
+        return HTMLResponse(render(jsonable_encoder(service.status()), docs_url=docs))  # exactly what /api/status serves
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -54,6 +63,19 @@ def create_app(service: Service) -> FastAPI:
         """Components, per-partition lag, tables and freshness, jobs: the service's latest snapshot."""
         return service.status()
 
+    if docs_dir is not None:
+        from fastapi.responses import FileResponse
+
+        @app.get("/quality-docs/{path:path}")
+        def quality_docs(path: str) -> Response:
+            """The Great Expectations Data Docs site (built by each gate run)."""
+            root = docs_dir.resolve()
+            target = (root / (path or "index.html")).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_relative_to(root) or not target.is_file():
+                return JSONResponse({"error": f"not found: /quality-docs/{path}"}, status_code=404)
+            return FileResponse(target)
     return app
 
 

@@ -278,13 +278,15 @@ class Service:
             OSError: the HTTP port cannot be bound.
         """
         from pipelines.ops.up.server import HttpServer, create_app
+        from quality.docs import docs_dir
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
-        server = HttpServer(create_app(self), self.config.host, self.port)
+        server = HttpServer(create_app(self, docs_dir=docs_dir(self.settings)),
+                            self.config.host, self.port)
         server.start()
-        log.info("telcolake up: http://%s:%d (/health /ready /api/status /metrics); lake %s", self.config.host, self.port,
+        log.info("telcolake up: http://%s:%d (/ /health /ready /api/status /metrics); lake %s", self.config.host, self.port,
                  self.settings.lake_root)
         self._ensure_broker()
         self._prepare_topics()
