@@ -33,6 +33,7 @@ BIG = 10**9  # a count nobody configures beyond
 THREADS = Int(0, 1024, default=0)
 TOPIC = r"[A-Za-z0-9._-]{1,249}"
 GROUP = r"[A-Za-z0-9._-]{0,200}"
+NOTIFY_KINDS = ("job_failed", "quality_failed", "lag", "component_restart", "network_alert", "fraud_alert")
 
 
 def _multiple_of_hop(values: dict[str, Any], where: str) -> None:
@@ -249,6 +250,18 @@ CONFIG = Table(keys={
         "stop_timeout_s": Seconds(3600, default=20.0),
         "status_interval_s": Seconds(3600, default=5.0),
     }, checks=(_stop_in_time,)),
+    "notify": Table(keys={
+        "webhook_url": Text(default="", pattern=f"(?:{URL})?", max_len=2000, what="empty, or an http(s):// URL without spaces, query or fragment"),
+        "routes": Table(extra=Text(pattern=f"(?:{URL})?", max_len=2000, what="an http(s):// URL, or empty to send that kind nowhere"),
+                        extra_key="|".join(NOTIFY_KINDS), extra_name="notification kind (" + ", ".join(NOTIFY_KINDS) + ")"),
+        "page_url": Text(default="", pattern=f"(?:{URL})?", max_len=2000, what="empty, or the http(s):// URL people open the page at"),
+        "lag_seconds_above": Seconds(30 * DAY_S, default=300.0),
+        "lag_for_minutes": Num(0, 7 * 1440, default=5.0, unit="minutes"),
+        "retries": Int(0, 20, default=4),
+        "backoff_s": Seconds(3600, default=1.0),
+        "timeout_s": Seconds(300, default=5.0),
+        "queue": Int(1, 100_000, default=1000),
+    }),
     "sharing": Table(keys={
         "registry": Text(default="partners.toml", nonempty=True, what="a file path"),
         "secrets_file": Text(default="secrets.toml", nonempty=True, what="a file path"),

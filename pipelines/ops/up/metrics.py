@@ -106,6 +106,12 @@ class SnapshotCollector:
         if computed is not None:
             yield GaugeMetricFamily("telcolake_status_age_seconds", "Seconds since the status snapshot was computed.",
                                     value=round(computed, 3))
+        extra = self.extra() if self.extra is not None else {}
+        sent = CounterMetricFamily("telcolake_notify_deliveries", "Notifications POSTed to a webhook, per kind and result "
+                                   "(delivered, failed: every retry failed, dropped: the queue was full).", labels=["kind", "result"])
+        for (kind, result), n in sorted((extra.get("notify") or {}).items()):
+            sent.add_metric([kind, result], n)
+        yield sent
 
 
 def _bound(b: float) -> str:

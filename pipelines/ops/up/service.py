@@ -23,13 +23,14 @@ from pathlib import Path
 from pipelines.core.config import Settings
 from pipelines.core.errors import BrokerError, TelcolakeError
 from pipelines.ops.up.metrics import Metrics
+from pipelines.ops.up.notify import Notifier, NotifySettings, Watch
 from pipelines.ops.up.settings import ServiceSettings
 from pipelines.ops.up.supervisor import Component, worker_argv
 
 log = logging.getLogger("telcolake.up")
 
 HISTORY = 120  # status refreshes kept for the page's sparklines
-ALERTS_KEPT = 200  # open alerts in the snapshot (the page shows 50)
+ALERTS_KEPT = 200  # open alerts in the snapshot (the page shows 50; each new one is notified)
 
 
 class Service:
@@ -51,7 +52,10 @@ class Service:
         self.run_dir = settings.state_dir / "up"
         self._caught_up_at: float | None = None
         self._silver_after_catch_up = threading.Event()
-        self.metrics = Metrics(self.status)
+        self.notify = NotifySettings.from_settings(settings)
+        self.notifier: Notifier | None = None
+        self.watch: Watch | None = None
+        self.metrics = Metrics(self.status, self._metric_counts)
         self._record_times = None
         self._history: collections.deque[dict] = collections.deque(maxlen=HISTORY)
 
@@ -95,6 +99,13 @@ class Service:
     def metrics_text(self) -> bytes:
         return self.metrics.text()
 
+    def _metric_counts(self) -> dict:
+        return {"notify": self.notifier.snapshot() if self.notifier is not None else {}}
+
+    def page_url(self) -> str:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "[::]") else "127.0.0.1"
+        return self.notify.page_url or f"http://{host}:{self.port}/"
+
     # -- the parts --------------------------------------------------------------------------
 
     def _ensure_broker(self) -> str:
@@ -124,6 +135,8 @@ class Service:
         try:
             state = broker.start_embedded(self.settings.state_dir, port=port, storage=broker.storage_of(self.settings))
             self.broker.update(address=state.address, pid=state.pid, restarts=self.broker["restarts"] + 1, last_error=None)
+            if self.watch is not None:
+                self.watch.component_restart("embedded broker", None, "its process was gone")
         except TelcolakeError as exc:
             self.broker["last_error"] = str(exc)
             log.error("could not restart the embedded broker: %s", exc)
@@ -150,6 +163,8 @@ class Service:
 
     def _on_event(self, component: str, event: dict) -> None:
         kind = event.get("event")
+        if kind == "crashed" and self.watch is not None:
+            self.watch.component_restart(component, event.get("exit_code"), event.get("error") or "")
         if kind == "caught_up":
             log.info("%s caught up with the topics", component)
             self._caught_up_at = time.monotonic()
@@ -178,6 +193,8 @@ class Service:
                 log.warning("%s: %s", line, record["error"].strip().splitlines()[-1][:200])
             else:
                 log.info("%s", line)
+            if self.watch is not None:
+                self.watch.job_record(record)
 
         self.scheduler = Scheduler(self.settings, on_record=note, under_up=True, cancel_on_stop=True)
         threading.Thread(target=self._run_scheduler, name="up-scheduler", daemon=True).start()
@@ -262,6 +279,11 @@ class Service:
         with self._snapshot_lock:
             self._snapshot = {**self._snapshot, **out}
         self._status_ready.set()
+        if self.watch is not None:
+            try:
+                self.watch.snapshot(out)
+            except Exception:  # notifications must never stop the status loop
+                log.exception("notifications: could not evaluate the snapshot")
 
     def _status_loop(self) -> None:
         while not self.stop_event.is_set():
@@ -283,6 +305,9 @@ class Service:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
+        if self.notify.enabled:
+            self.notifier = Notifier(self.notify, self.page_url())
+            self.watch = Watch(self.notifier, self.notify, self.run_dir / "notified.json")
         server = HttpServer(create_app(self, docs_dir=docs_dir(self.settings)),
                             self.config.host, self.port)
         server.start()
@@ -311,6 +336,9 @@ class Service:
         if self.scheduler is not None:
             self.scheduler.wait()
         server.stop()
+        if self.notifier is not None:
+            self.notifier.drain(2.0)
+            self.notifier.close()
         codes = {n: c.status.last_exit_code for n, c in self.components.items()}
         log.info("stopped in %.1fs (component exit codes %s)", time.monotonic() - started, codes)
         return 0
