@@ -33,6 +33,7 @@ BIG = 10**9  # a count nobody configures beyond
 THREADS = Int(0, 1024, default=0)
 TOPIC = r"[A-Za-z0-9._-]{1,249}"
 GROUP = r"[A-Za-z0-9._-]{0,200}"
+TOKEN = r"(?:[A-Za-z0-9._~+/=-]{16,512})?"
 NOTIFY_KINDS = ("job_failed", "quality_failed", "lag", "component_restart", "network_alert", "fraud_alert")
 
 
@@ -249,6 +250,7 @@ CONFIG = Table(keys={
         "healthy_after_s": Seconds(DAY_S, default=60.0),
         "stop_timeout_s": Seconds(3600, default=20.0),
         "status_interval_s": Seconds(3600, default=5.0),
+        "token": Text(default="", pattern=TOKEN, max_len=512, what="empty, or a bearer token of 16-512 letters, digits or . _ ~ + / = -"),
     }, checks=(_stop_in_time,)),
     "notify": Table(keys={
         "webhook_url": Text(default="", pattern=f"(?:{URL})?", max_len=2000, what="empty, or an http(s):// URL without spaces, query or fragment"),
@@ -273,6 +275,7 @@ CONFIG = Table(keys={
         "endpoint": Text(default="http://127.0.0.1:8765/delta-sharing", pattern=URL + r"(?<=/delta-sharing)/?", max_len=2000,
                          what="an http(s):// URL ending in /delta-sharing, without spaces, query or fragment"),
         "max_body_bytes": Int(256, 16 << 20, default=64 << 10),
+        "api_docs": Bool(default=False),
     }, checks=(_ratio_band,)),
     "quality": Table(keys={
         "max_future_skew_hours": Num(0, 24 * 366, default=24.0, lo_open=True, unit="hours"),

@@ -3,18 +3,23 @@
 
 One app on one port, built from the running :class:`~pipelines.ops.up.service.Service`. Answers
 come from the service's cached snapshot, so a request never scans the lake or waits on the
-broker.
+broker. With a ``token`` every path but ``/health`` needs it: ``Authorization: Bearer <token>``
+(Prometheus, curl) or HTTP Basic with the token as password (a browser asks once).
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 import threading
 from pathlib import Path
 from typing import Protocol
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+OPEN_PATHS = ("/health",)
 
 
 class Service(Protocol):
@@ -29,12 +34,34 @@ class Service(Protocol):
     def metrics_text(self) -> bytes: ...
 
 
-def create_app(service: Service, *, docs_dir: Path | None = None) -> FastAPI:
-    """The operator app; ``docs_dir`` (the quality Data Docs site) is served at ``/quality-docs/``."""
+def authorized(header: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token`` (Bearer, or Basic with it as the password)."""
+    scheme, _, value = (header or "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            value = base64.b64decode(value, validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.encode(), token.encode())
+
+
+def create_app(service: Service, *, token: str | None = None, docs_dir: Path | None = None) -> FastAPI:
+    """The operator app; ``token`` protects every path but ``/health``; ``docs_dir`` is served at ``/quality-docs/``."""
     from pipelines.ops.up.metrics import CONTENT_TYPE
     from pipelines.ops.up.page import render
 
     app = FastAPI(title="telcolake up", docs_url=None, redoc_url=None, openapi_url=None)
+
+    if token:
+        @app.middleware("http")
+        async def bearer(request: Request, call_next):
+            if request.url.path in OPEN_PATHS or authorized(request.headers.get("authorization"), token):
+                return await call_next(request)
+            return JSONResponse({"error": "a token is needed: Authorization: Bearer <[service] token>"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="telcolake", Basic realm="telcolake"'})
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:

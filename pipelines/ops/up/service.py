@@ -302,17 +302,18 @@ class Service:
         from pipelines.ops.up.server import HttpServer, create_app
         from quality.docs import docs_dir
 
+        self.config.check_exposure()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         if self.notify.enabled:
             self.notifier = Notifier(self.notify, self.page_url())
             self.watch = Watch(self.notifier, self.notify, self.run_dir / "notified.json")
-        server = HttpServer(create_app(self, docs_dir=docs_dir(self.settings)),
+        server = HttpServer(create_app(self, token=self.config.token or None, docs_dir=docs_dir(self.settings)),
                             self.config.host, self.port)
         server.start()
-        log.info("telcolake up: http://%s:%d (/ /health /ready /api/status /metrics); lake %s", self.config.host, self.port,
-                 self.settings.lake_root)
+        log.info("telcolake up: http://%s:%d (/ /health /ready /api/status /metrics)%s; lake %s", self.config.host, self.port,
+                 " with a token" if self.config.token else "", self.settings.lake_root)
         self._ensure_broker()
         self._prepare_topics()
         self._start_components()
@@ -365,5 +366,7 @@ def configure_logging(state_dir: Path) -> None:
 
 def run_up(settings: Settings, *, port: int | None = None) -> int:
     """`telcolake up`: run the service until SIGTERM/SIGINT; returns the exit code."""
+    service = Service(settings, port=port)
+    service.config.check_exposure()  # before anything is started or written
     configure_logging(settings.state_dir)
-    return Service(settings, port=port).run()
+    return service.run()
