@@ -9,9 +9,11 @@ import shutil
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,6 +24,11 @@ from pipelines.ingest import run_ingest
 from pipelines.ops.scheduler import run_now
 from pipelines.ops.up.server import HttpServer, create_app
 from pipelines.ops.up.service import Service
+from pipelines.streams.alerts import ALERT_SCHEMA
+from pipelines.streams.fraud import FRAUD_TABLE
+from pipelines.streams.kpi import ALERTS_TABLE
+from quality.docs import docs_dir
+from quality.runner import run_gate
 from tests.helpers import produce, usage_values
 
 JOBS = """
@@ -67,7 +74,7 @@ class Operator:
         self.settings = load_settings()
         self.service = Service(self.settings, port=broker.free_port())
         self.service.broker.update(address=kafka, reachable=True)
-        self.server = HttpServer(create_app(self.service), "127.0.0.1", self.service.port)
+        self.server = HttpServer(create_app(self.service, docs_dir=docs_dir(self.settings)), "127.0.0.1", self.service.port)
         self.server.start()
 
     @property
@@ -90,6 +97,21 @@ def operator(env, kafka):
     op = Operator(kafka)
     yield op
     op.close()
+
+
+def _plant_alerts(lake: Lake) -> None:
+    """Alerts as the stream flows write them (ALERT_SCHEMA): two open network ones, one cleared, one open fraud one."""
+    at = datetime(2026, 10, 3, 14, 0, tzinfo=UTC)
+
+    def alert(alert_id, rule, severity, entity, status):
+        return {"alert_id": alert_id, "rule": rule, "severity": severity, "entity_id": entity, "site_id": "S001", "status": status,
+                "raised_at": at, "last_seen_at": at + timedelta(minutes=9), "cleared_at": at + timedelta(minutes=20) if status == "cleared" else None,
+                "windows": 3, "peak_value": 0.14, "last_value": 0.11}
+
+    lake.write(ALERTS_TABLE, pa.Table.from_pylist([alert("N1", "cell_drop_rate", "major", "C0007", "open"),
+                                                   alert("N2", "site_degraded", "critical", "S001", "open"),
+                                                   alert("N3", "cell_drop_rate", "major", "C0009", "cleared")], schema=ALERT_SCHEMA))
+    lake.write(FRAUD_TABLE, pa.Table.from_pylist([alert("F1", "simbox", "major", "SUB0000042", "open")], schema=ALERT_SCHEMA))
 
 
 def _land(kafka: str, op: Operator) -> str:
@@ -138,6 +160,7 @@ def test_metrics_are_true_against_the_lake_and_the_broker(operator, kafka):
 
     for job in ("tick", "tick", "broken"):
         run_now(op.settings, job)
+    _plant_alerts(lake)
     jobs = _metrics_after_refresh(op)
     runs = _named(jobs, "telcolake_job_runs_total")
     assert runs[(("job", "tick"), ("status", "ok"))] == 2 and runs[(("job", "broken"), ("status", "failed"))] == 1
@@ -145,7 +168,7 @@ def test_metrics_are_true_against_the_lake_and_the_broker(operator, kafka):
     assert count[(("job", "tick"),)] == 2
     inf = _named(jobs, "telcolake_job_duration_seconds_bucket")[(("job", "tick"), ("le", "+Inf"))]
     assert inf == 2
-    assert _named(jobs, "telcolake_alerts_open") == {(("kind", "network"),): 0, (("kind", "fraud"),): 0}
+    assert _named(jobs, "telcolake_alerts_open") == {(("kind", "network"),): 2, (("kind", "fraud"),): 1}
 
 
 def _metrics_after_refresh(op: Operator) -> dict:
@@ -167,6 +190,7 @@ def _browser():
     return webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
 
 
+@pytest.mark.slow
 def test_the_page_in_headless_chromium_shows_lag_and_jobs(operator, kafka, monkeypatch):
     monkeypatch.setenv("SE_OFFLINE", "true")
     from selenium.webdriver.common.by import By
@@ -177,6 +201,12 @@ def test_the_page_in_headless_chromium_shows_lag_and_jobs(operator, kafka, monke
     run_ingest(op.settings, until_caught_up=True)
     run_now(op.settings, "tick")
     run_now(op.settings, "broken")
+    # a gate that fails: the simulated events (October 2026) are older than 30 days allow
+    path = Path(os.environ["TELCOLAKE_CONFIG"])
+    path.write_text(path.read_text().replace("max_event_age_days = 3650", "max_event_age_days = 30"))
+    gate = run_gate(load_settings(), ["bronze/usage.events"], raise_on_failure=False)
+    assert not gate.ok
+    _plant_alerts(Lake.from_settings(op.settings))
     for _ in range(2):
         op.refresh()
     browser = _browser()
@@ -195,11 +225,20 @@ def test_the_page_in_headless_chromium_shows_lag_and_jobs(operator, kafka, monke
         assert jobs["broken"][5].endswith("error: the input table gold/billing/invoices is missing")
         assert browser.find_elements(By.CSS_SELECTOR, "#lag svg.spark")
         assert "2026-10" in browser.find_element(By.ID, "billing").text
+        quality = browser.find_element(By.ID, "quality")
+        failed = [td.text for td in quality.find_elements(By.CSS_SELECTOR, "#quality-failures td.bad")]
+        assert failed and len(failed) == len(gate.failures)
+        docs = quality.find_element(By.LINK_TEXT, "Data Docs").get_attribute("href")
+        alerts = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in browser.find_elements(By.CSS_SELECTOR, "#alerts-table tr")[1:]]
+        assert sorted((a[0], a[1], a[3]) for a in alerts) == [("fraud", "simbox", "SUB0000042"), ("network", "cell_drop_rate", "C0007"),
+                                                              ("network", "site_degraded", "S001")]
         refresh = browser.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]").get_attribute("content")
         assert refresh == "5"
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+        browser.get(docs)
+        assert "/quality-docs/index.html" in browser.current_url and browser.find_elements(By.TAG_NAME, "a")
     finally:
         browser.quit()
     assert SCREENSHOT.stat().st_size > 10_000

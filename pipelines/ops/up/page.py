@@ -55,13 +55,19 @@ def _error_line(text: str | None) -> str:
     return lines[-1][:240] if lines else ""
 
 
+def _when(at: str | None) -> str:
+    """An ISO instant as ``YYYY-MM-DD HH:MM`` (UTC, as every time in the lake)."""
+    return at[:16].replace("T", " ") if at else "-"
+
+
 def _crash_line(text: str | None) -> str:
     """A component's last error without its leading ``exit code N:`` (the page shows the code beside it)."""
     return _error_line(re.sub(r"^exit code -?\d+:?\s*", "", text or ""))
 
 
 _env = Environment(loader=FileSystemLoader(HERE), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-_env.filters.update(age=human_age, size=human_bytes, duration=_duration, error_line=_error_line, crash_line=_crash_line)
+_env.filters.update(age=human_age, size=human_bytes, duration=_duration, error_line=_error_line, crash_line=_crash_line,
+                    when=_when)
 
 
 def render(status: dict, *, docs_url: str | None = None) -> str:
