@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from pipelines.core import broker
 from pipelines.core.config import REPO_ROOT, load_settings
 from pipelines.core.lake import Lake
 from pipelines.ingest import run_ingest
+from pipelines.ingest.offsets import GroupOffsets
 from pipelines.ops.scheduler import run_now
+from pipelines.ops.status import as_json, topic_status
+from pipelines.ops.up.lag import RecordTimes, group_lags
 from pipelines.ops.up.server import HttpServer, create_app
 from pipelines.ops.up.service import Service
 from pipelines.streams.alerts import ALERT_SCHEMA
@@ -169,6 +173,32 @@ def test_metrics_are_true_against_the_lake_and_the_broker(operator, kafka):
     inf = _named(jobs, "telcolake_job_duration_seconds_bucket")[(("job", "tick"), ("le", "+Inf"))]
     assert inf == 2
     assert _named(jobs, "telcolake_alerts_open") == {(("kind", "network"),): 2, (("kind", "fraud"),): 1}
+
+
+def test_a_stream_flow_group_lags_by_its_committed_offsets(env, kafka):
+    """A flow's lag is measured against what its consumer group holds (read back with the admin API)."""
+    settings = load_settings()
+    topic = settings.topic("network.events")
+    produce(kafka, topic, [b'{"event_id": "E%d"}' % i for i in range(40)], partitions=2)
+    produced_at = time.time()
+    group = f"telcolake-kpi-{uuid.uuid4().hex[:6]}"
+    offsets = GroupOffsets(kafka, group)
+    offsets.landed({(topic, 0): 15, (topic, 1): 20})  # partition 0: 5 behind, partition 1: caught up
+    assert offsets.flush() and offsets.failures == 0
+    offsets.close()
+    time.sleep(0.5)
+    topics = as_json(topic_status(settings))
+    conf = {"bootstrap.servers": kafka}
+    times = RecordTimes(conf)
+    rows = [r for r in group_lags(topics, ingest_group="telcolake-ingest", flow_groups=[group], conf=conf, times=times)
+            if r["group"] == group]
+    assert sorted((r["partition"], r["committed"], r["end_offset"], r["lag"]) for r in rows) == [(0, 15, 20, 5), (1, 20, 20, 0)]
+    behind = next(r for r in rows if r["partition"] == 0)
+    assert 0.5 <= behind["lag_seconds"] <= time.time() - produced_at + 1  # the age of offset 15, produced above
+    assert next(r for r in rows if r["partition"] == 1)["lag_seconds"] == 0
+    fetches = times.fetches
+    group_lags(topics, ingest_group="telcolake-ingest", flow_groups=[group], conf=conf, times=times)
+    assert fetches == 1 and times.fetches == 1  # both groups' offsets were read in one go, then came from the cache
 
 
 def _metrics_after_refresh(op: Operator) -> dict:

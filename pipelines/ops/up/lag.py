@@ -59,27 +59,34 @@ class RecordTimes:
         return {w: self._cache.get(w) for w in wanted}
 
     def _fetch(self, wanted: list[tuple[str, int, int]], timeout: float) -> None:
+        """Read each partition from its smallest wanted offset on, taking the timestamps of the wanted
+        ones (two groups may want different offsets of one partition: one assignment reads both)."""
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         self.fetches += 1
+        pending: dict[tuple[str, int], list[int]] = {}
+        for t, p, o in wanted:
+            pending.setdefault((t, p), []).append(o)
+        for offsets in pending.values():
+            offsets.sort()
         consumer = Consumer({**self.conf, "group.id": "telcolake-lag-probe", "enable.auto.commit": False,
                              "enable.partition.eof": True, "fetch.max.bytes": 1 << 20, "log_level": 2})
         try:
-            consumer.assign([TopicPartition(t, p, o) for t, p, o in wanted])
-            pending = {(t, p): o for t, p, o in wanted}
+            consumer.assign([TopicPartition(t, p, offsets[0]) for (t, p), offsets in pending.items()])
             deadline = time.monotonic() + timeout
             while pending and time.monotonic() < deadline:
-                for msg in consumer.consume(num_messages=len(pending) * 4, timeout=0.2):
+                for msg in consumer.consume(num_messages=500, timeout=0.2):
                     key = (msg.topic(), msg.partition())
-                    if key not in pending:
+                    offsets = pending.get(key)
+                    if offsets is None:
                         continue
-                    if msg.error() is not None:  # partition EOF: nothing at that offset yet
+                    if msg.error() is not None:  # partition EOF: nothing at the offsets left
                         pending.pop(key)
                         continue
-                    offset = pending[key]
-                    if msg.offset() >= offset:
-                        _kind, ms = msg.timestamp()
-                        self._cache[(key[0], key[1], offset)] = ms / 1000.0 if ms and ms > 0 else None
+                    _kind, ms = msg.timestamp()
+                    while offsets and offsets[0] <= msg.offset():  # the record there (or the first after a gap)
+                        self._cache[(key[0], key[1], offsets.pop(0))] = ms / 1000.0 if ms and ms > 0 else None
+                    if not offsets:
                         pending.pop(key)
         except KafkaException as exc:
             log.warning("could not read the first unlanded records for lag in seconds: %s", exc)
