@@ -64,7 +64,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
 
 
 def up(
-    port: int = typer.Option(None, "--port", help="HTTP port of /health, /ready and /api/status (default: port in the service section, 8760)."),
+    port: int = typer.Option(None, "--port", help="HTTP port of the operator page, /metrics, /health, /ready and /api/status (default: port in the service section, 8760)."),
 ) -> None:
     """Run the whole product until SIGTERM/Ctrl-C: broker, ingest, silver, streams, scheduled jobs, operator endpoints."""
     from pipelines.ops.up import run_up
