@@ -409,5 +409,5 @@ def run_demo(settings: Settings, console: Console, *, quick: bool = False, **opt
     console.print(f"lake: {settings.lake_root}  (the embedded broker keeps running; `telcolake broker stop` ends it)")
     console.print("next: `telcolake status`, `telcolake tables`, `telcolake sql` (every table is a view), "
                   "`telcolake serve-shares`, and the notebooks: `just notebooks` (runs them against a fresh demo lake) or "
-                  "`jupyter execute --inplace notebooks/churn_risk.ipynb` against this one")
+                  "`jupyter execute --output=/tmp/churn_risk notebooks/churn_risk.ipynb` against this one (outputs in /tmp/churn_risk.ipynb)")
     return run
