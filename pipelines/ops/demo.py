@@ -254,7 +254,12 @@ def _order_config(run: DemoRun):
     from pipelines.oss import OrderSimConfig
     from pipelines.simulate import SimConfig
 
-    subscribers = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None).subscribers
+    if run.options.get("quick"):
+        subscribers = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None).subscribers
+    else:  # the full demo's population (history and live week)
+        from pipelines.ops.demo_history import plan
+
+        subscribers = plan(run.settings, run.options)[0].subscribers
     return OrderSimConfig(orders=min(200, max(50, subscribers // 10)))
 
 
@@ -350,7 +355,7 @@ def run_demo(settings: Settings, console: Console, *, quick: bool = False, **opt
     """
     import resource
 
-    run = DemoRun(settings=settings, console=console, options=options)
+    run = DemoRun(settings=settings, console=console, options={**options, "quick": quick})
     started = time.monotonic()
     try:
         for name, fn in STEPS if quick else FULL_STEPS:
