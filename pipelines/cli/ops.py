@@ -78,9 +78,10 @@ def up(
 
 
 def demo(
-    subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: the simulate section of telcolake.toml)."),
-    days: int = typer.Option(0, "--days", help="Simulated days (default: the simulate section of telcolake.toml)."),
+    subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: 200 for history and live week; with --quick the simulate section of telcolake.toml)."),
+    days: int = typer.Option(0, "--days", help="Live days streamed through Kafka (default: the simulate section of telcolake.toml)."),
     as_json: bool = typer.Option(False, "--json", help="Also print the summary numbers as JSON (last line)."),
+    quick: bool = typer.Option(False, "--quick", help="Only a week through Kafka (no history, no churn model): the tests' run."),
 ) -> None:
     """Run the whole product on the embedded defaults and print a summary."""
     import json
@@ -89,7 +90,7 @@ def demo(
 
     s = settings()
     try:
-        run = run_demo(s, console, subscribers=subscribers, days=days)
+        run = run_demo(s, console, quick=quick, subscribers=subscribers, days=days)
     except TelcolakeError as exc:
         fail(exc)
     if as_json:

@@ -111,7 +111,8 @@ def refresh_usage(settings: Settings) -> SilverResult:
         firsts = marked.filter(marked["is_first"]).drop(["is_first"])
         dupes = marked.filter(pa.compute.invert(marked["is_first"])).drop(["is_first"])
         planned.update(firsts=firsts.num_rows, dupes=dupes)
-        return Write(firsts, txns={USAGE_APP: current}, metadata={"bronze_version": current, "duplicates": dupes.num_rows})
+        return Write(firsts, txns={USAGE_APP: current}, metadata={"bronze_version": current, "duplicates": dupes.num_rows},
+                     schema_mode="merge")  # bronze columns added later (_delivered_at) reach silver
 
     version = lake.commit(SILVER_USAGE, plan, partition_by=["event_date"], configuration=CDF)
     result = SilverResult(SILVER_USAGE, planned.get("since"), planned.get("current"))
@@ -139,7 +140,7 @@ def _record_duplicates(lake: Lake, planned: dict) -> None:
             rows = planned["dupes"]
         else:
             rows = _duplicates_between(lake, done, to)
-        return Write(rows, txns={USAGE_APP: to})
+        return Write(rows, txns={USAGE_APP: to}, schema_mode="merge")
 
     lake.commit(USAGE_DUPLICATES, plan, partition_by=["event_date"])
 
