@@ -74,7 +74,21 @@ def up(
         code = run_up(s, port=port)
     except (TelcolakeError, OSError) as exc:
         fail(exc)
-    raise typer.Exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown: a daemon thread still inside a native library
+    (the Delta or DuckDB readers of a status refresh, the HTTP server) can crash it (SIGSEGV
+    after a clean stop); everything worth keeping is written and the children are stopped."""
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def demo(

@@ -319,7 +319,8 @@ class Service:
         self._start_components()
         if self.config.scheduler:
             self._start_scheduler()
-        threading.Thread(target=self._status_loop, name="up-status", daemon=True).start()
+        self._status_thread = threading.Thread(target=self._status_loop, name="up-status", daemon=True)
+        self._status_thread.start()
         while not self.stop_event.wait(1.0):
             self._watch_broker()
         return self.shutdown(server)
@@ -337,6 +338,11 @@ class Service:
         if self.scheduler is not None:
             self.scheduler.wait()
         server.stop()
+        status = getattr(self, "_status_thread", None)
+        if status is not None:  # a refresh in flight is inside the lake's native code: let it finish
+            status.join(timeout=10)
+            if status.is_alive():
+                log.warning("the status refresh did not finish within 10 s of the stop")
         if self.notifier is not None:
             self.notifier.drain(2.0)
             self.notifier.close()
