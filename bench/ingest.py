@@ -8,7 +8,13 @@ ingest of usage.events only: per-message json.loads and write_deltalake every 10
 once on, in a child process so its peak RSS is its own, process start included). Then, at a
 steady input rate of usage events, the p50/p99 freshness: produce time -> row visible in bronze.
 
-Usage: python bench/ingest.py [--events 1000000] [--rate 20000] [--seconds 20]
+``--monitoring-cost`` measures instead what the operator view costs ingest: (c) without (no
+consumer group, nothing reading the lake) against (c) with the landed offsets committed to
+the group after each bronze commit and, beside it, `telcolake up`'s status refresh (lag in
+offsets and seconds, tables, jobs, quarantine, alerts, bill cycles) and a /metrics render every
+``--status-interval`` seconds (1 s: five times the shipped 5 s); each twice, alternating.
+
+Usage: python bench/ingest.py [--events 1000000] [--rate 20000] [--seconds 20] [--monitoring-cost]
 """
 
 from __future__ import annotations
@@ -174,12 +180,65 @@ def freshness(env: dict, bootstrap: str, topic: str, values: list[bytes], rate: 
     return float(np.percentile(all_lags, 50)), float(np.percentile(all_lags, 99)), sent
 
 
+def _config(path: Path, group: str) -> str:
+    """A copy of the shipped telcolake.toml whose ingest publishes to consumer group ``group`` ("" : none)."""
+    from pipelines.core.config import REPO_ROOT
+
+    text = (REPO_ROOT / "telcolake.toml").read_text().replace('consumer_group = "telcolake-ingest"', f'consumer_group = "{group}"')
+    path.write_text(text)
+    return str(path)
+
+
+def monitoring_cost(env: dict, work: Path, total: int, interval: float) -> None:
+    """(c) without and with the consumer group commits plus the status refresh and /metrics beside it."""
+    from pipelines.core.config import load_settings
+    from pipelines.ops.up.service import Service
+
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    refreshes: list[int] = []
+    for i, mode in enumerate(("without", "with", "without", "with")):
+        lake = work / f"lake-{i}"
+        run_env = dict(env, TELCOLAKE_LAKE=str(lake),
+                       TELCOLAKE_CONFIG=_config(work / f"telcolake-{i}.toml", f"bench-ingest-{i}" if mode == "with" else ""))
+        done, count = threading.Event(), [0]
+        watcher = None
+        if mode == "with":
+            os.environ.update({k: run_env[k] for k in ("TELCOLAKE_LAKE", "TELCOLAKE_CONFIG", "TELCOLAKE_STATE_DIR", "TELCOLAKE_KAFKA_BOOTSTRAP")})
+            service = Service(load_settings())
+            service.broker.update(address=env["TELCOLAKE_KAFKA_BOOTSTRAP"], reachable=True)
+
+            def watch(service=service, done=done, count=count) -> None:
+                while not done.is_set():
+                    started = time.perf_counter()
+                    service._refresh_status()
+                    service.metrics_text()
+                    count[0] += 1
+                    done.wait(max(0.0, interval - (time.perf_counter() - started)))
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+        seconds, _rss = telcolake_ingest(run_env)
+        done.set()
+        if watcher is not None:
+            watcher.join()
+            refreshes.append(count[0])
+        landed = sum(DeltaTable(str(lake / "bronze" / t)).to_pyarrow_dataset().count_rows() for t in TOPICS)
+        assert landed == total, f"{landed} landed of {total}"
+        rates[mode].append(total / seconds)
+        print(f"(c) {mode:>7} consumer group + status/metrics: {total / seconds:>10,.0f} events/s ({seconds:.1f}s)")
+    best = {m: max(v) for m, v in rates.items()}
+    print(f"    with/without = {best['with'] / best['without']:.3f} (best of 2 each; {sum(refreshes)} status refreshes "
+          f"+ /metrics renders every {interval:g}s during the 'with' runs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--rate", type=int, default=20_000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--workers", type=int, default=1, help="Bytewax workers for (c)")
+    ap.add_argument("--monitoring-cost", action="store_true", help="Only (c) without and with the consumer group commits and the status/metrics refresh")
+    ap.add_argument("--status-interval", type=float, default=1.0, help="Seconds between status refreshes with --monitoring-cost")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="telcolake-bench-"))
     state = broker.start_embedded(work / "state")
@@ -196,6 +255,9 @@ def main() -> None:
             produce(state.address, topic, values, TOPICS[topic])
         print(f"produced in {time.perf_counter() - t:.1f}s")
         values = by_topic["usage.events"]
+        if args.monitoring_cost:
+            monitoring_cost(env, work, total, args.status_interval)
+            return
 
         t = time.perf_counter()
         n = read_all(state.address, TOPICS)

@@ -124,6 +124,35 @@ class Freshness(threading.Thread):
         return float(np.percentile(lag, 50)), float(np.percentile(lag, 99)), len(lag)
 
 
+def _part(p: psutil.Process, root: int) -> str:
+    """Which part of the service a process is: up itself, a component, or a job run."""
+    if p.pid == root:
+        return "up"
+    try:
+        cmd = p.cmdline()
+    except psutil.Error:
+        return "other"
+    if "pipelines.ops.up.worker" in cmd:
+        return cmd[cmd.index("pipelines.ops.up.worker") + 1] if cmd[-1] != "pipelines.ops.up.worker" else "component"
+    return "jobs"
+
+
+def parts_rss_mb(pid: int) -> dict[str, float]:
+    """RSS per part of the process tree under ``pid`` (MB)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    out: dict[str, float] = {}
+    for p in procs:
+        try:
+            out[_part(p, pid)] = out.get(_part(p, pid), 0.0) + p.memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def tree_rss_mb(pid: int) -> float:
     try:
         root = psutil.Process(pid)
@@ -216,6 +245,7 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
     windows: list[tuple[float, float]] = []
     events: list[str] = []
     rss: list[tuple[float, float, float]] = []
+    parts: list[tuple[float, dict[str, float]]] = []
     plan = [(0.25, "kill9"), (0.5, "broker_pause"), (0.75, "second_ingest")] if faults else []
     second = None
     next_rss = started
@@ -223,6 +253,7 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
         now = time.time()
         if now >= next_rss:
             rss.append((now - started, tree_rss_mb(proc.pid), tree_rss_mb(bstate.pid)))
+            parts.append((now - started, parts_rss_mb(proc.pid)))
             next_rss = now + 10
         if plan and now - started >= plan[0][0] * duration:
             _, fault = plan.pop(0)
@@ -290,7 +321,7 @@ def soak(rate: int, minutes: float, storage: str, faults: bool) -> dict:
         "duplicated": len(landed) - unique, "freshness_errors": fresh_b.errors[:3] + fresh_s.errors[:3],
         "silver_rows": silver_rows, "bronze_fresh_all": fresh_b.percentiles(), "bronze_fresh_steady": fresh_b.percentiles(windows),
         "silver_fresh_all": fresh_s.percentiles(), "silver_fresh_steady": fresh_s.percentiles(windows),
-        "rss": rss, "jobs": runs, "faults": events, "sigterm_exit": code, "sigterm_s": round(stop_s, 1),
+        "rss": rss, "rss_parts": parts, "jobs": runs, "faults": events, "sigterm_exit": code, "sigterm_s": round(stop_s, 1),
     }
     return out
 
@@ -316,6 +347,11 @@ def report(r: dict) -> None:
             first, last = np.nanmean(warm[: len(warm) // 3]), np.nanmean(warm[-len(warm) // 3:])
             print(f"   RSS after warm-up: first third {first:,.0f} MB, last third {last:,.0f} MB ({(last / first - 1) * 100:+.1f} %); "
                   f"broker {rss[-1][2]:,.0f} MB at the end")
+    samples = [(t, d) for t, d in r.get("rss_parts", []) if t >= 60]
+    if len(samples) >= 2:
+        (t0, a), (t1, b) = samples[0], samples[-1]
+        line = ", ".join(f"{k} {a.get(k, 0):,.0f} -> {b.get(k, 0):,.0f}" for k in sorted(set(a) | set(b)))
+        print(f"   RSS per part (MB, {t0 / 60:.0f}m -> {t1 / 60:.0f}m): {line}")
     print(f"   job runs: {json.dumps(r['jobs'])}")
     if r["freshness_errors"]:
         print(f"   freshness probe errors: {r['freshness_errors']}")

@@ -26,6 +26,7 @@ def build_flow(
     on_landed=None,
     topics: list[str] | None = None,
     on_caught_up=None,
+    on_offsets_failed=None,
 ) -> Dataflow:
     """The ingest dataflow for the configured topics.
 
@@ -36,6 +37,8 @@ def build_flow(
         on_landed: called with a :class:`Landed` after each commit (progress, counters).
         topics: contract topics to ingest (default: all three).
         on_caught_up: called once per worker when its partitions reached the end they had at start.
+        on_offsets_failed: called with (group, error line) of each failed commit of the landed
+            offsets to ``[ingest] consumer_group`` (monitoring only: the batch stays landed).
     """
     lake = Lake.from_settings(settings)
     bootstrap = resolve_bootstrap(settings)
@@ -57,7 +60,9 @@ def build_flow(
     )
     flow = Dataflow("ingest")
     raw = op.input("kafka_in", flow, source)  # RawBatch per topic: values + coordinates
-    op.output("land", raw, BronzeSink(lake, limits_of(settings), bootstrap, settings.kafka_client, on_landed))
+    sink = BronzeSink(lake, limits_of(settings), bootstrap, settings.kafka_client, on_landed,
+                      group=i.consumer_group or None, on_offsets_failed=on_offsets_failed)
+    op.output("land", raw, sink)  # bronze + quarantine commits, then the offsets to the consumer group
     return flow
 
 

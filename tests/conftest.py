@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -58,3 +59,27 @@ def local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.delenv("TELCOLAKE_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.delenv("TELCOLAKE_CONFIG", raising=False)
     return load_settings()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._telcolake_exitstatus = int(exitstatus)  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Exit with pytest's status without the interpreter's teardown.
+
+    Daemon threads of in-process servers and native readers (delta-rs, DuckDB, uvicorn) can
+    crash the teardown with SIGSEGV after the summary was printed and every test passed; the
+    run's verdict is pytest's, so it exits with that (the same as `telcolake up` does).
+    """
+    status = getattr(config, "_telcolake_exitstatus", None)
+    if status is None:
+        return
+    import logging
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

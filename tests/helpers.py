@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import msgspec
 from confluent_kafka import Consumer, Producer
@@ -73,3 +76,46 @@ def all_offsets(bootstrap: str, topic: str) -> set[tuple[int, int]]:
                 seen.add((m.partition(), m.offset()))
     consumer.close()
     return seen
+
+
+class WebhookReceiver:
+    """A webhook receiver: answers each POST with the next status of ``statuses`` (then 200)."""
+
+    def __init__(self, statuses: list[int] | None = None, *, hold: threading.Event | None = None) -> None:
+        self.statuses, self.hold = list(statuses or []), hold
+        self.bodies: list[dict] = []
+        self.attempts = 0
+        self.got = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if receiver.hold is not None:
+                    receiver.hold.wait(10)
+                with receiver.got:
+                    receiver.attempts += 1
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    if status == 200:
+                        receiver.bodies.append(body)
+                    receiver.got.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, n: int, timeout: float = 10) -> list[dict]:
+        with self.got:
+            assert self.got.wait_for(lambda: len(self.bodies) >= n, timeout), f"{len(self.bodies)} of {n} notifications arrived"
+            return list(self.bodies)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -2,8 +2,10 @@
 
 Per bucket, ``usage_context`` is one streaming pass over the Parquet files (joins only) into
 Arrow; :func:`pipelines.billing.running.consume` adds the allowance and tier running sums;
-``rated_usage`` and ``unrated`` are priced from it and written by DuckDB's own Parquet writer
-straight into their tables' folders (bill runs; a rerate keeps them in DuckDB). Nothing is
+``rated_charges`` prices each rated record once, into the context too; ``rated_usage`` and
+``unrated`` are projected from it and written by DuckDB's own Parquet writer straight into
+their tables' folders (bill runs; a rerate keeps them in DuckDB), and the invoices' per-account
+sums are taken from it, not read back. Nothing is
 committed here: the caller commits every written file of a table in one transaction.
 """
 
@@ -69,7 +71,7 @@ def write_files(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, model: st
     fresh = folder / f"new-{uuid.uuid4().hex}"  # COPY with one file per thread wants a folder of its own
     folder.mkdir(parents=True, exist_ok=True)
     rows = con.execute(f"copy (select * exclude (billed_cycle) from {model}) to '{fresh}' "
-                       "(format parquet, per_thread_output, filename_pattern 'part-{uuid}', string_dictionary_page_size_limit 1, return_stats)").fetchall()
+                       "(format parquet, per_thread_output, filename_pattern 'part-{uuid}', string_dictionary_page_size_limit 1, dictionary_size_limit 1, return_stats)").fetchall()
     out = []
     for path, count, size, _footer, stats, _partitions, _extra in rows:
         target = folder / Path(path).name
@@ -118,6 +120,9 @@ def rate(
         if step:
             step("allowances and tiers")
         context = consume(con, context)
+        if step:
+            step("rated_charges")
+        context = _priced(con, context)
         run_models(con, ("held_usage",), None)
         _append(con, "held_usage")
         if mode == "rerate":
@@ -133,13 +138,9 @@ def rate(
             result.schemas.setdefault(name, _schema(con, f"{model}_rows"))
             written[name] = write_files(con, lake, name, f"{model}_rows", cycle, result.staging)
             result.files[name].extend(written[name])
-        # invoices need only per-account sums: read back the few columns they take
-        paths = [f.path for f in written[RATED]]
-        source = (f"read_parquet({_paths(paths)}, hive_partitioning = true, hive_types = {{'billed_cycle': 'VARCHAR'}})" if paths
-                  else "(select * from rated_usage_rows where false)")
+        # invoices need only per-account sums, of the charges already in usage_context
         if step:
             step("usage_charges")
-        con.execute(f"create or replace temp view rated_usage as select * from {source}")
         run_models(con, ("usage_charges",), None)
         _append(con, "usage_charges")
         con.unregister("usage_context")
@@ -150,8 +151,23 @@ def rate(
     return result
 
 
-def _paths(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+def _priced(con: duckdb.DuckDBPyConnection, context: pa.Table) -> pa.Table:
+    """``context`` with rated_charges' rated_base and charge_e4 appended (0 on records not rated),
+    (re)registered as usage_context: each record is priced once, for its rated_usage row and for
+    the invoices' sums."""
+    charges = con.sql(model_sql("billing/rated_charges")).to_arrow_table()
+    rid = charges["rid"].to_numpy()
+    for name in ("rated_base", "charge_e4"):
+        column = charges[name]
+        values = np.zeros(context.num_rows, dtype=np.int64)
+        values[rid] = column.fill_null(0).to_numpy()
+        missing = None
+        if column.null_count:  # rated_base of mobile-terminated records (no rate, no increments)
+            missing = np.zeros(context.num_rows, dtype=bool)
+            missing[rid] = column.is_null().to_numpy(zero_copy_only=False)
+        context = context.append_column(name, pa.array(values, mask=missing))
+    con.register("usage_context", context)
+    return context
 
 
 def _append(con: duckdb.DuckDBPyConnection, model: str) -> None:

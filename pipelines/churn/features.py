@@ -1,6 +1,7 @@
 """gold/churn/features_daily: point-in-time features per (subscriber, as-of date), by DuckDB SQL.
 
-A row of an input is *known at* instant t when ``coalesce(_kafka_timestamp, _ingested_at) < t``;
+A row of an input is *known at* instant t when ``coalesce(_kafka_timestamp, _delivered_at, _ingested_at) < t``
+(Kafka records: their topic timestamp; dump rows: their file's delivery time, else when they landed);
 a feature for ``as_of_date = d`` uses the rows whose event time and known time are both before
 ``d 00:00 UTC``. The staging models (``sql/churn/stg_*.sql``) aggregate the inputs of a whole
 range of as-of dates once, each row tagged with ``visible_from`` (the first as-of date at which
@@ -33,7 +34,7 @@ STAGES = ("stg_cell_rates", "stg_usage_daily", "stg_activity", "stg_called_numbe
 TS = pa.timestamp("us", tz="UTC")
 EMPTY_NETWORK = pa.schema(
     [("cell_id", pa.string()), ("observed_at", TS), ("kind", pa.string()), ("call_attempts", pa.int64()),
-     ("dropped_calls", pa.int64()), ("event_date", pa.date32()), ("_kafka_timestamp", TS), ("_ingested_at", TS)]
+     ("dropped_calls", pa.int64()), ("event_date", pa.date32()), ("_kafka_timestamp", TS), ("_ingested_at", TS), ("_delivered_at", TS)]
 )
 # The model's inputs, in model order: every column of features_daily but the keys, status and plan_id.
 FEATURE_COLUMNS = [
@@ -115,8 +116,18 @@ def connect_inputs(lake: Lake, cfg: ChurnSettings) -> tuple[duckdb.DuckDBPyConne
             con.register(view, EMPTY_NETWORK.empty_table())
         else:
             versions[name] = dt.version()
-            con.register(view, dt.to_pyarrow_dataset())
+            register_input(con, view, dt.to_pyarrow_dataset())
     return con, versions
+
+
+def register_input(con: duckdb.DuckDBPyConnection, view: str, data) -> None:
+    """Register an input table as ``view``; a table written before bronze had ``_delivered_at``
+    (no dump named by its date landed since) gets it as a null column, so the models read one shape."""
+    if "_delivered_at" in data.schema.names:
+        con.register(view, data)
+        return
+    con.register(f"{view}_stored", data)
+    con.execute(f"create or replace temp view {view} as select *, null::timestamptz as _delivered_at from {view}_stored")
 
 
 def stage(con: duckdb.DuckDBPyConnection, start: date, end: date, cfg: ChurnSettings) -> None:
@@ -132,7 +143,7 @@ def stage(con: duckdb.DuckDBPyConnection, start: date, end: date, cfg: ChurnSett
     # Import views with literal date bounds: DuckDB pushes those into the Delta scan (partition
     # pruning and only the columns a model reads); bounds from a joined table would not be.
     con.execute(f"create or replace temp view usage_recent as select * from silver_usage where event_date >= date '{lo}' and event_date < date '{hi}'")
-    con.execute(f"create or replace temp view usage_activity as select subscriber_id, event_date, _kafka_timestamp, _ingested_at from silver_usage where event_date >= date '{act}' and event_date < date '{lo}'")
+    con.execute(f"create or replace temp view usage_activity as select subscriber_id, event_date, _kafka_timestamp, _delivered_at, _ingested_at from silver_usage where event_date >= date '{act}' and event_date < date '{lo}'")
     con.execute(f"create or replace temp view kpi_recent as select * from bronze_network_events where event_date >= date '{lo}' and event_date < date '{hi}'")
     for model in STAGES:
         con.execute(f"create or replace temp table {model} as {model_sql(f'churn/{model}')}")

@@ -24,6 +24,7 @@ from pipelines.churn.features import (
     FEATURES,
     SILVER_USAGE,
     ChurnSettings,
+    register_input,
 )
 from pipelines.core.config import REPO_ROOT, Settings
 from pipelines.core.duck import connect, model_sql, query
@@ -94,8 +95,10 @@ def precision_at(y: np.ndarray, score: np.ndarray, share: float = 0.05) -> float
 def labelled_features(lake: Lake) -> tuple[pa.Table, int]:
     """Features joined to their label (rows whose 30-day future is known), and the features version."""
     dt = lake.table(FEATURES)
-    con = connect(lake, {"silver_usage": SILVER_USAGE, "bronze_bss_events": BRONZE_BSS})
+    con = connect(lake, {})
     con.execute("set TimeZone = 'UTC'")
+    for view, name in (("silver_usage", SILVER_USAGE), ("bronze_bss_events", BRONZE_BSS)):
+        register_input(con, view, lake.dataset(name))
     con.register("features_daily", dt.to_pyarrow_dataset())
     labels = query(con, model_sql("churn/labels"))
     lake.write(LABELS, labels, mode="overwrite", metadata={"features_version": dt.version()})

@@ -1,7 +1,7 @@
 """A straightforward pandas implementation of features_daily: the benchmark's baseline and the tests' oracle.
 
 It reads raw rows (no staging) and applies the point-in-time rule directly: a row counts for
-as-of date d when its event time and ``coalesce(_kafka_timestamp, _ingested_at)`` are before
+as-of date d when its event time and ``coalesce(_kafka_timestamp, _delivered_at, _ingested_at)`` are before
 d 00:00 UTC. Slow by design (it is what a first notebook would do); the product path is SQL.
 """
 
@@ -21,12 +21,18 @@ def _trend(last7: pd.Series, prior: pd.Series) -> pd.Series:
     return ratio.fillna(pd.Series(np.where(last7 > 0, 10.0, 1.0), index=last7.index))
 
 
+def known_at(df: pd.DataFrame) -> pd.Series:
+    """When each row became known: its Kafka timestamp, else its dump's delivery time, else when it landed."""
+    delivered = df["_delivered_at"] if "_delivered_at" in df else pd.Series(pd.NaT, index=df.index, dtype=df["_ingested_at"].dtype)
+    return df["_kafka_timestamp"].fillna(delivered).fillna(df["_ingested_at"])
+
+
 def features(usage: pd.DataFrame, bss: pd.DataFrame, kpi: pd.DataFrame, plans: pd.DataFrame, as_of: date,
              *, ttl_days: int = 90) -> pd.DataFrame:
     """Feature rows of ``as_of`` (same columns and definitions as sql/churn/features_daily.sql)."""
     t = pd.Timestamp(as_of, tz="UTC")
     day = lambda n: pd.Timestamp(as_of - pd.Timedelta(days=n), tz="UTC")  # noqa: E731
-    known = lambda df, col: df[(df[col] < t) & (df["_kafka_timestamp"].fillna(df["_ingested_at"]) < t)]  # noqa: E731
+    known = lambda df, col: df[(df[col] < t) & (known_at(df) < t)]  # noqa: E731
 
     b = known(bss, "occurred_at").sort_values(["occurred_at", "event_id"])
     life = b[b["kind"].isin(["activated", "plan_changed", "suspended", "resumed", "terminated"])]
@@ -76,7 +82,7 @@ def features(usage: pd.DataFrame, bss: pd.DataFrame, kpi: pd.DataFrame, plans: p
 
     k = kpi[(kpi["kind"] == "kpi")].copy()
     k["event_date"] = k["observed_at"].dt.floor("D")
-    k = k[k["_kafka_timestamp"].fillna(k["_ingested_at"]).dt.floor("D") <= k["event_date"]]
+    k = k[known_at(k).dt.floor("D") <= k["event_date"]]
     rates = k.groupby(["cell_id", "event_date"])[["dropped_calls", "call_attempts"]].sum()
     rates = (rates["dropped_calls"] / rates["call_attempts"].where(rates["call_attempts"] > 0)).dropna().rename("drop_rate").reset_index()
     vc = v30.assign(event_date=v30["started_at"].dt.floor("D")).merge(rates, on=["cell_id", "event_date"], how="inner")

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from pipelines.churn.features import FEATURES, ChurnSettings, write_day
 from pipelines.churn.model import FEATURE_COLUMNS, OFFERS, SCORES, load_model, matrix, offer_rules
+from pipelines.churn.retention import retention_offers
 from pipelines.core.config import Settings
 from pipelines.core.errors import ChurnError
 from pipelines.core.lake import Lake
@@ -26,6 +27,8 @@ class ScoreRun:
     model_version: int
     scored: int
     offers: int
+    retention_offers: int = 0
+    retention_by_source: dict[str, int] | None = None
 
 
 def contributions(model, x: np.ndarray) -> np.ndarray:
@@ -45,7 +48,10 @@ def reasons(contrib: np.ndarray, x: np.ndarray) -> tuple[list[list[str]], list[s
 
 
 def score(settings: Settings, as_of: date, *, version: int | None = None) -> ScoreRun:
-    """Write gold/churn/scores and gold/churn/offers for ``as_of`` (each replacing that day).
+    """Write gold/churn/scores, gold/churn/offers and gold/offers/retention for ``as_of`` (each replacing that day).
+
+    gold/offers/retention joins the day's model offers with the stream's dropped-call triggers of
+    the week before (:mod:`pipelines.churn.retention`).
 
     Raises:
         ChurnError: no model, or no feature rows for ``as_of``.
@@ -88,4 +94,6 @@ def score(settings: Settings, as_of: date, *, version: int | None = None) -> Sco
         "offer_text": pa.array([r["text"] for r in chosen], pa.string()),
     })
     write_day(lake, OFFERS, as_of, offers, model_version=model_version)
-    return ScoreRun(as_of_date=as_of.isoformat(), model_version=model_version, scored=len(prob), offers=top_k)
+    retention = retention_offers(settings, as_of)
+    return ScoreRun(as_of_date=as_of.isoformat(), model_version=model_version, scored=len(prob), offers=top_k,
+                    retention_offers=retention.offers, retention_by_source=retention.by_source)

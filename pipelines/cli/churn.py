@@ -109,4 +109,5 @@ def churn_score(
     if as_json:
         print(json.dumps(asdict(r)))
     else:
-        console.print(f"scored {r.scored:,} subscribers for {r.as_of_date} with model v{r.model_version}; {r.offers:,} offers")
+        console.print(f"scored {r.scored:,} subscribers for {r.as_of_date} with model v{r.model_version}; {r.offers:,} offers; "
+                      f"gold/offers/retention: {r.retention_offers:,} ({r.retention_by_source})")

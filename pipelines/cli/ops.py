@@ -64,7 +64,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON."))
 
 
 def up(
-    port: int = typer.Option(None, "--port", help="HTTP port of /health, /ready and /api/status (default: port in the service section, 8760)."),
+    port: int = typer.Option(None, "--port", help="HTTP port of the operator page, /metrics, /health, /ready and /api/status (default: port in the service section, 8760)."),
 ) -> None:
     """Run the whole product until SIGTERM/Ctrl-C: broker, ingest, silver, streams, scheduled jobs, operator endpoints."""
     from pipelines.ops.up import run_up
@@ -74,13 +74,28 @@ def up(
         code = run_up(s, port=port)
     except (TelcolakeError, OSError) as exc:
         fail(exc)
-    raise typer.Exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown: a daemon thread still inside a native library
+    (the Delta or DuckDB readers of a status refresh, the HTTP server) can crash it (SIGSEGV
+    after a clean stop); everything worth keeping is written and the children are stopped."""
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def demo(
-    subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: the simulate section of telcolake.toml)."),
-    days: int = typer.Option(0, "--days", help="Simulated days (default: the simulate section of telcolake.toml)."),
+    subscribers: int = typer.Option(0, "--subscribers", help="Simulated subscribers (default: 200 for history and live week; with --quick the simulate section of telcolake.toml)."),
+    days: int = typer.Option(0, "--days", help="Live days streamed through Kafka (default: the simulate section of telcolake.toml)."),
     as_json: bool = typer.Option(False, "--json", help="Also print the summary numbers as JSON (last line)."),
+    quick: bool = typer.Option(False, "--quick", help="Only a week through Kafka (no history, no churn model): the tests' run."),
 ) -> None:
     """Run the whole product on the embedded defaults and print a summary."""
     import json
@@ -89,7 +104,7 @@ def demo(
 
     s = settings()
     try:
-        run = run_demo(s, console, subscribers=subscribers, days=days)
+        run = run_demo(s, console, quick=quick, subscribers=subscribers, days=days)
     except TelcolakeError as exc:
         fail(exc)
     if as_json:

@@ -32,6 +32,8 @@ class IngestSettings:
         min_event_time: event times before this are ``out_of_range``.
         max_future_skew_hours: event times later than now plus this are ``out_of_range``.
         workers: Bytewax workers per process.
+        consumer_group: the Kafka consumer group the landed offsets are published to after
+            each bronze commit, for lag tools (empty: none); the Delta log stays the truth.
     """
 
     flush_rows: int = 200_000
@@ -42,6 +44,7 @@ class IngestSettings:
     min_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_future_skew_hours: float = 24.0
     workers: int = 1
+    consumer_group: str = "telcolake-ingest"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ DAY_S = 86_400
 BIG = 10**9  # a count nobody configures beyond
 THREADS = Int(0, 1024, default=0)
 TOPIC = r"[A-Za-z0-9._-]{1,249}"
+GROUP = r"[A-Za-z0-9._-]{0,200}"
+TOKEN = r"(?:[A-Za-z0-9._~+/=-]{16,512})?"
+NOTIFY_KINDS = ("job_failed", "quality_failed", "lag", "component_restart", "network_alert", "fraud_alert")
 
 
 def _multiple_of_hop(values: dict[str, Any], where: str) -> None:
@@ -153,6 +156,7 @@ CONFIG = Table(keys={
         "min_event_time": Instant(default="2000-01-01T00:00:00Z"),
         "max_future_skew_hours": Num(0, 24 * 366, default=24.0, lo_open=True, unit="hours"),
         "workers": Int(1, 1024, default=1),
+        "consumer_group": Text(default="telcolake-ingest", pattern=GROUP, what="a consumer group name (letters, digits, . _ -) or empty"),
     }),
     "simulate": Table(keys={
         "subscribers": Int(8, 100_000_000, default=2000),
@@ -181,6 +185,7 @@ CONFIG = Table(keys={
         "flush_seconds": Seconds(3600, default=1.0),
         "workers": Int(1, 1024, default=1),
         "kpi_allowed_lateness_s": Seconds(7 * DAY_S, default=120.0, zero=True),
+        "consumer_group_prefix": Text(default="telcolake-", pattern=GROUP, what="a consumer group prefix (letters, digits, . _ -) or empty"),
     }),
     "alerts": Table(keys={
         "drop_rate_above": Num(0, 1, default=0.05, lo_open=True, hi_open=True),
@@ -254,7 +259,20 @@ CONFIG = Table(keys={
         "healthy_after_s": Seconds(DAY_S, default=60.0),
         "stop_timeout_s": Seconds(3600, default=20.0),
         "status_interval_s": Seconds(3600, default=5.0),
+        "token": Text(default="", pattern=TOKEN, max_len=512, what="empty, or a bearer token of 16-512 letters, digits or . _ ~ + / = -"),
     }, checks=(_stop_in_time,)),
+    "notify": Table(keys={
+        "webhook_url": Text(default="", pattern=f"(?:{URL})?", max_len=2000, what="empty, or an http(s):// URL without spaces, query or fragment"),
+        "routes": Table(extra=Text(pattern=f"(?:{URL})?", max_len=2000, what="an http(s):// URL, or empty to send that kind nowhere"),
+                        extra_key="|".join(NOTIFY_KINDS), extra_name="notification kind (" + ", ".join(NOTIFY_KINDS) + ")"),
+        "page_url": Text(default="", pattern=f"(?:{URL})?", max_len=2000, what="empty, or the http(s):// URL people open the page at"),
+        "lag_seconds_above": Seconds(30 * DAY_S, default=300.0),
+        "lag_for_minutes": Num(0, 7 * 1440, default=5.0, unit="minutes"),
+        "retries": Int(0, 20, default=4),
+        "backoff_s": Seconds(3600, default=1.0),
+        "timeout_s": Seconds(300, default=5.0),
+        "queue": Int(1, 100_000, default=1000),
+    }),
     "sharing": Table(keys={
         "registry": Text(default="partners.toml", nonempty=True, what="a file path"),
         "secrets_file": Text(default="secrets.toml", nonempty=True, what="a file path"),
@@ -266,6 +284,7 @@ CONFIG = Table(keys={
         "endpoint": Text(default="http://127.0.0.1:8765/delta-sharing", pattern=URL + r"(?<=/delta-sharing)/?", max_len=2000,
                          what="an http(s):// URL ending in /delta-sharing, without spaces, query or fragment"),
         "max_body_bytes": Int(256, 16 << 20, default=64 << 10),
+        "api_docs": Bool(default=False),
     }, checks=(_ratio_band,)),
     "quality": Table(keys={
         "max_future_skew_hours": Num(0, 24 * 366, default=24.0, lo_open=True, unit="hours"),

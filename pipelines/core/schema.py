@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -55,7 +56,7 @@ def _fmt(x: float) -> str:
     return str(x) if isinstance(x, int) else f"{x:g}"
 
 
-class Spec:
+class Spec(ABC):
     """A key's type and range, and its default (None: no default). Subclasses implement ``check``."""
 
     allowed = "a value"
@@ -63,8 +64,9 @@ class Spec:
     def __init__(self, *, default: Any = None) -> None:
         self.default = default
 
+    @abstractmethod
     def check(self, value: Any, where: str) -> Any:
-        raise NotImplementedError(type(self).__name__)
+        """``value`` checked (and normalised) for key ``where``; raises ConfigError when it is not allowed."""
 
 
 class Int(Spec):

@@ -19,9 +19,11 @@ import errno
 import hashlib
 import io
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -65,6 +67,24 @@ class LegacyFile:
     @property
     def source(self) -> str:
         return f"file:{self.path.parent.name}/{self.path.name}"
+
+    @property
+    def delivered_ms(self) -> int | None:
+        """When the file was delivered, from a name that is its date (``2026-07-14.csv``): the end of
+        that day (UTC), in epoch ms; None for any other name."""
+        return delivered_ms(self.path.name)
+
+
+def delivered_ms(name: str) -> int | None:
+    """The end (next midnight, UTC) of the date a dump's name starts with, in epoch ms; None when it names none."""
+    m = re.match(r"(\d{4}-\d{2}-\d{2})\.", name)
+    if not m:
+        return None
+    try:
+        day = date.fromisoformat(m.group(1))
+    except ValueError:
+        return None
+    return int(datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -429,6 +449,7 @@ class _FilePartition(StatelessSourcePartition[RawBatch]):
                     seg=np.zeros(len(chunk), dtype=np.int32),
                     pos=np.arange(lo, lo + len(chunk), dtype=np.int64),
                     nbytes=sum(len(v) for v in chunk),
+                    delivered_ms=f.delivered_ms,
                 )
             )
         return [self._pending.pop(0)] if self._pending else []

@@ -48,6 +48,8 @@ class RawBatch:
         pos: per record, its offset (Kafka) or row number (file) within the segment.
         partition: per record, the Kafka partition (None for files).
         timestamp_ms: per record, the Kafka message timestamp (None for files).
+        delivered_ms: for a dump file named by its date, the end of that day (when the file was
+            delivered; epoch ms); None otherwise.
     """
 
     topic: str
@@ -60,6 +62,7 @@ class RawBatch:
     partition: np.ndarray | None = None
     timestamp_ms: np.ndarray | None = None
     nbytes: int = 0
+    delivered_ms: int | None = None
 
     def __len__(self) -> int:
         return len(self.values)

@@ -72,6 +72,13 @@ def _meta_columns(batch: RawBatch, idx: np.ndarray, ingested_at: datetime) -> di
     else:
         topic, partition, offset, ts = (pa.nulls(n, t) for t in (pa.string(), pa.int32(), pa.int64(), TS))
         row = pa.array(batch.pos[idx], pa.int64())
+    # A dump named by its date was delivered at the end of that day (or when it landed, if earlier):
+    # the time its rows became known, which point-in-time readers use for rows without a Kafka timestamp.
+    if batch.delivered_ms is not None:
+        delivered = min(batch.delivered_ms * 1000, int(ingested_at.timestamp() * 1e6))
+        delivered_at = pa.array(np.full(n, delivered, dtype=np.int64), pa.int64()).cast(TS)
+    else:
+        delivered_at = pa.nulls(n, TS)
     return {
         "_source": pa.array([batch.source] * n, pa.string()),
         "_kafka_topic": topic,
@@ -80,6 +87,7 @@ def _meta_columns(batch: RawBatch, idx: np.ndarray, ingested_at: datetime) -> di
         "_kafka_timestamp": ts,
         "_source_row": row,
         "_ingested_at": pa.array(np.full(n, int(ingested_at.timestamp() * 1e6), dtype=np.int64), pa.int64()).cast(TS),
+        "_delivered_at": delivered_at,
     }
 
 
@@ -140,7 +148,7 @@ class BronzeWriter:
             wrote[0] = idx[fresh]
             if not fresh.any() and not (always and txns):
                 return None
-            return Write(make_rows(fresh), txns=txns)
+            return Write(make_rows(fresh), txns=txns, schema_mode="merge")  # merge: tables from before _delivered_at
 
         version = self._handle(table).commit(plan, partition_by=[partition_by], configuration=CDF)
         return (wrote[0] if version is not None else idx[:0]), version

@@ -28,6 +28,7 @@ class IngestStats:
     refused: int = 0
     extra_fields: int = 0
     commits: int = 0
+    offset_commit_failures: int = 0
     seconds: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -49,6 +50,7 @@ class IngestStats:
             "refused_replays": self.refused,
             "extra_fields_ignored": self.extra_fields,
             "commits": self.commits,
+            "offset_commit_failures": self.offset_commit_failures,
             "seconds": round(self.seconds, 3),
         }
 
@@ -70,11 +72,14 @@ def run_ingest(
     stop: StopFlag | None = None,
     topics: list[str] | None = None,
     on_caught_up: Callable[[], None] | None = None,
+    on_offsets_failed: Callable[[str, str], None] | None = None,
 ) -> IngestStats:
     """Run the ingest dataflow in this process with ``workers`` Bytewax workers.
 
     Without ``until_caught_up`` it runs until ``stop`` is set (Ctrl-C / SIGTERM when run from
-    the CLI); the batch in flight is committed first.
+    the CLI); the batch in flight is committed first. After each bronze commit the landed
+    offsets go to consumer group ``[ingest] consumer_group`` (monitoring only); a failed
+    commit there is counted (``offset_commit_failures``) and given to ``on_offsets_failed``.
     """
     from bytewax._bytewax import cli_main
 
@@ -88,8 +93,14 @@ def run_ingest(
         if on_landed is not None:
             on_landed(x)
 
+    def offsets_failed(group: str, line: str) -> None:
+        with stats._lock:
+            stats.offset_commit_failures += 1
+        if on_offsets_failed is not None:
+            on_offsets_failed(group, line)
+
     flow = build_flow(settings, until_caught_up=until_caught_up, stop=stop, on_landed=landed, topics=topics,
-                      on_caught_up=on_caught_up)
+                      on_caught_up=on_caught_up, on_offsets_failed=offsets_failed)
     started = time.monotonic()
     try:
         cli_main(flow, workers_per_process=workers or settings.ingest.workers, epoch_interval=None)

@@ -58,13 +58,18 @@ def _new_bronze_rows(lake: Lake, bronze: str, since: int | None, until: int | No
 
 
 def _existing_ids(lake: Lake, dt, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """record_ids silver/usage holds (in snapshot ``dt``) on the event dates of ``new_rows``."""
+    """record_ids silver/usage holds (in snapshot ``dt``) that ``new_rows`` could repeat: on their
+    event dates and between their smallest and largest record_id. The range lets the Parquet
+    statistics skip the files of earlier batches (ids grow with time at the sources), so a
+    refresh reads about what it adds instead of the whole day."""
     dates = [r[0] for r in con.execute("select distinct event_date from new_rows").fetchall()]
-    if dt is None or not dates:
+    lo, hi = con.execute("select min(record_id), max(record_id) from new_rows").fetchall()[0]
+    if dt is None or not dates or lo is None:
         return pa.table({"record_id": pa.array([], pa.string())})
     import pyarrow.dataset as ds
 
-    return lake.dataset(SILVER_USAGE, version=dt.version()).to_table(columns=["record_id"], filter=ds.field("event_date").isin(dates))
+    where = ds.field("event_date").isin(dates) & (ds.field("record_id") >= lo) & (ds.field("record_id") <= hi)
+    return lake.dataset(SILVER_USAGE, version=dt.version()).to_table(columns=["record_id"], filter=where)
 
 
 RANKED = """
@@ -75,7 +80,8 @@ RANKED = """
         ) as arrival
         from new_rows
     )
-    select * exclude (arrival), arrival = 1 and record_id not in (select record_id from existing) as is_first
+    select * exclude (arrival),
+           arrival = 1 and not exists (select 1 from existing e where e.record_id = ranked.record_id) as is_first
     from ranked
 """
 
@@ -105,7 +111,8 @@ def refresh_usage(settings: Settings) -> SilverResult:
         firsts = marked.filter(marked["is_first"]).drop(["is_first"])
         dupes = marked.filter(pa.compute.invert(marked["is_first"])).drop(["is_first"])
         planned.update(firsts=firsts.num_rows, dupes=dupes)
-        return Write(firsts, txns={USAGE_APP: current}, metadata={"bronze_version": current, "duplicates": dupes.num_rows})
+        return Write(firsts, txns={USAGE_APP: current}, metadata={"bronze_version": current, "duplicates": dupes.num_rows},
+                     schema_mode="merge")  # bronze columns added later (_delivered_at) reach silver
 
     version = lake.commit(SILVER_USAGE, plan, partition_by=["event_date"], configuration=CDF)
     result = SilverResult(SILVER_USAGE, planned.get("since"), planned.get("current"))
@@ -133,7 +140,7 @@ def _record_duplicates(lake: Lake, planned: dict) -> None:
             rows = planned["dupes"]
         else:
             rows = _duplicates_between(lake, done, to)
-        return Write(rows, txns={USAGE_APP: to})
+        return Write(rows, txns={USAGE_APP: to}, schema_mode="merge")
 
     lake.commit(USAGE_DUPLICATES, plan, partition_by=["event_date"])
 

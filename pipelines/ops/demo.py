@@ -20,17 +20,20 @@ class DemoRun:
     settings: Settings
     console: Console
     options: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)  # what a step hands to a later one (the paused simulation)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def step(self, name: str, fn: Callable[[DemoRun], dict[str, Any]]) -> dict[str, Any]:
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         with self.console.status(f"[bold]{name}[/bold] ..."):
             result = fn(self)
         self.seconds[name] = time.monotonic() - started
+        self.cpu_seconds[name] = time.process_time() - cpu  # this process's threads; the broker's work is not in it
         self.results[name] = result
         shown = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list) and not k.startswith("why"))
-        self.console.print(f"[green]✓[/green] {name} ({self.seconds[name]:.1f}s) {shown}")
+        self.console.print(f"[green]✓[/green] {name} ({self.seconds[name]:.1f}s, cpu {self.cpu_seconds[name]:.1f}s) {shown}")
         return result
 
 
@@ -251,22 +254,32 @@ def _order_config(run: DemoRun):
     from pipelines.oss import OrderSimConfig
     from pipelines.simulate import SimConfig
 
-    subscribers = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None).subscribers
+    if run.options.get("quick"):
+        subscribers = SimConfig.from_settings(run.settings, subscribers=run.options.get("subscribers") or None).subscribers
+    else:  # the full demo's population (history and live week)
+        from pipelines.ops.demo_history import plan
+
+        subscribers = plan(run.settings, run.options)[0].subscribers
     return OrderSimConfig(orders=min(200, max(50, subscribers // 10)))
 
 
-STEPS: list[tuple[str, Callable[[DemoRun], dict[str, Any]]]] = [
-    ("broker", _broker),
-    ("simulate", _simulate),
-    ("ingest", _ingest),
-    ("streams", _streams),
-    ("billing", _billing),
-    ("churn", _churn),
-    ("quality", _quality),
-    ("publish", _publish),
-    ("read share", _read_share),
-    ("fulfilment", _fulfilment),
-]
+def _steps() -> tuple[list, list]:
+    from pipelines.ops import demo_history as h
+
+    quick = [
+        ("broker", _broker), ("simulate", _simulate), ("ingest", _ingest), ("streams", _streams), ("billing", _billing),
+        ("churn", _churn), ("quality", _quality), ("publish", _publish), ("read share", _read_share), ("fulfilment", _fulfilment),
+    ]
+    full = [
+        ("broker", _broker), ("history dumps", h.history_dumps), ("backfill + bill runs", h.backfill_and_bill),
+        ("live week", h.live_week), ("ingest", _ingest), ("streams", _streams), ("billing", h.live_billing),
+        ("churn", h.churn_model), ("quality", _quality), ("publish", _publish), ("read share", _read_share),
+        ("fulfilment", _fulfilment),
+    ]
+    return quick, full
+
+
+STEPS, FULL_STEPS = _steps()
 
 
 KEY_TABLES = (
@@ -275,7 +288,8 @@ KEY_TABLES = (
     "silver/usage", "silver/subscribers",
     "gold/billing/rated_usage", "gold/billing/unrated", "gold/billing/invoices", "gold/billing/invoice_lines",
     "gold/network/cell_kpi_1m", "gold/network/alerts", "gold/fraud/alerts", "gold/offers/triggers",
-    "gold/churn/features_daily", "gold/churn/scores", "gold/churn/offers",
+    "gold/billing/adjustments", "gold/churn/features_daily", "gold/churn/model_runs", "gold/churn/scores", "gold/churn/offers",
+    "gold/offers/retention",
     "ops/quality_results", "gold/oss/orders", "gold/oss/jeopardy",
 )
 
@@ -302,6 +316,8 @@ def summary(settings: Settings, quality_run: str | None = None) -> dict[str, Any
     which = f"'{quality_run}'" if quality_run else "(select arg_max(run_id, validated_at) from t)"
     out["quality"] = _scalar(lake, "ops/quality_results", f"select count(distinct suite) as suites, count(*) filter (where success) as passed, count(*) filter (where not success) as failed from t where run_id = {which}")
     out["top_churn_risk"] = _top_churn(lake)
+    out["offers"] = _scalar(lake, "gold/offers/retention", "select subscriber_id, offer_id, source, reason from t "
+                            "where as_of_date = (select max(as_of_date) from t) order by risk_rank nulls last, dropped_calls desc, subscriber_id limit 5")
     return out
 
 
@@ -330,11 +346,24 @@ def print_summary(console: Console, numbers: dict[str, Any]) -> None:
             console.print(f"[bold]{title}[/bold]: " + "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) for row in numbers[key]))
 
 
-def run_demo(settings: Settings, console: Console, **options: Any) -> DemoRun:
-    """Run every demo step in order and print the summary and what to try next."""
-    run = DemoRun(settings=settings, console=console, options=options)
-    for name, fn in STEPS:
-        run.step(name, fn)
+def run_demo(settings: Settings, console: Console, *, quick: bool = False, **options: Any) -> DemoRun:
+    """Run every demo step in order and print the summary and what to try next.
+
+    The full demo (default) loads months of legacy history through the backfill path before the
+    live week streams (:mod:`pipelines.ops.demo_history`) and ends with a trained churn model,
+    the last day scored and the day's offers; ``quick`` runs only a week through Kafka (no model).
+    """
+    import resource
+
+    run = DemoRun(settings=settings, console=console, options={**options, "quick": quick})
+    started = time.monotonic()
+    try:
+        for name, fn in STEPS if quick else FULL_STEPS:
+            run.step(name, fn)
+    finally:
+        sim = run.state.pop("sim", None)
+        if sim is not None:
+            sim.close()
     run.results["summary"] = numbers = summary(settings, run.results.get("quality", {}).get("run_id"))
     print_summary(console, numbers)
     planted = run.results.get("simulate", {}).get("planted", {})
@@ -351,14 +380,39 @@ def run_demo(settings: Settings, console: Console, **options: Any) -> DemoRun:
                       f"{orders['cancelled']} cancelled (planted {p['expect_cancelled']}); lead time p50 {orders['lead_time_p50_s']} s, "
                       f"p95 {orders['lead_time_p95_s']} s; fallout {orders['fallout_rate']}; jeopardy alerts {orders['jeopardy_alerts']} "
                       f"(planted {p['expect_jeopardy']}); retries {orders['retries']} (planted {p['expect_retries']})")
-    why = run.results.get("churn", {}).get("why_no_model")
+    history = run.results.get("backfill + bill runs")
+    if history:
+        console.print("[bold]history[/bold]: " + "; ".join(
+            f"{c['cycle']}: {c['files']} dump files, {c['rated']:,} records rated ({c['late_records']:,} late from earlier months), "
+            f"{c['invoices']:,} invoices, {c['incl_tax']} incl. tax" for c in history["cycles"]))
+    live = run.results.get("billing", {})
+    if "rerated_records" in live:
+        console.print(f"[bold]billing[/bold]: {live['cycle']} billed early with {live['late_records']:,} late records of earlier months; "
+                      f"tariff fix (catalog versions {live['catalog_versions_loaded']}) rerated {live['rerated_records']:,} records: "
+                      f"{live['rerate_adjustments']:,} adjustments, net {live['rerate_net']}, on the {live['adjustments_for']} invoices")
+    churn = run.results.get("churn", {})
+    if "roc_auc" in churn:
+        console.print(f"[bold]churn model {churn['model']}[/bold] (train {churn['train']}, test {churn['test']}: "
+                      f"{churn['rows_test']:,} rows, {churn['positives_test']:,} churners): ROC AUC {churn['roc_auc']} "
+                      f"(tenure only {churn['tenure_roc_auc']}), precision@5% {churn['precision_at_5pct']} "
+                      f"(tenure only {churn['tenure_precision_at_5pct']})")
+        console.print(f"[bold]offers for {churn['scored_as_of']}[/bold] (gold/offers/retention): {churn['retention_offers']} "
+                      f"by source {churn['retention_by_source']}")
+        for row in numbers.get("offers") or []:
+            console.print(f"  {row['subscriber_id']} {row['offer_id']} [{row['source']}]: {row['reason']}", soft_wrap=True)
+    why = churn.get("why_no_model")
     if why:
         console.print(f"[yellow]churn:[/yellow] features written, no model or scores: {why}. "
                       "Training needs months of history (docs/churn.md: `telcolake features --from/--to`, `telcolake churn train`).")
     failures = run.results.get("quality", {}).get("failures") or []
     for line in failures[:10]:
         console.print(f"[red]quality:[/red] {line}")
+    run.results["total_seconds"] = total = time.monotonic() - started
+    run.results["peak_rss_mb"] = peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    console.print("[bold]time[/bold]: " + ", ".join(f"{k} {v:.1f}s" for k, v in run.seconds.items())
+                  + f"; total {total:.1f}s (cpu {sum(run.cpu_seconds.values()):.1f}s); peak RSS {peak:,} MB")
     console.print(f"lake: {settings.lake_root}  (the embedded broker keeps running; `telcolake broker stop` ends it)")
     console.print("next: `telcolake status`, `telcolake tables`, `telcolake sql` (every table is a view), "
-                  "`telcolake serve-shares`, and the notebooks: `just notebooks` or `jupyter lab notebooks/`")
+                  "`telcolake serve-shares`, and the notebooks: `just notebooks` (runs them against a fresh demo lake) or "
+                  "`jupyter execute --output=/tmp/churn_risk notebooks/churn_risk.ipynb` against this one (outputs in /tmp/churn_risk.ipynb)")
     return run

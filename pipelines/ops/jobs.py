@@ -415,8 +415,8 @@ def last_runs(settings: Settings) -> list[dict]:
 
     The latest attempt, not only a final one: a failed attempt whose retry never came (the
     scheduler stopped during the backoff) is still the job's last word. Each dict has job,
-    status (ok | failed | skipped), trigger, scheduled_for, started_at, ended_at, attempt,
-    max_attempts, is_final, rows and error.
+    status (ok | failed | skipped), trigger, scheduled_for, started_at, ended_at, duration_s,
+    attempt, max_attempts, is_final, rows and error.
     """
     lake = Lake.from_settings(settings)
     if not lake.exists(JOB_RUNS):
@@ -425,7 +425,7 @@ def last_runs(settings: Settings) -> list[dict]:
 
     con = duckdb.connect()
     con.register("job_runs", lake.dataset(JOB_RUNS))
-    sql = """select job, status, trigger, scheduled_for, started_at, ended_at, attempt, max_attempts, is_final, rows, error
+    sql = """select job, status, trigger, scheduled_for, started_at, ended_at, duration_s, attempt, max_attempts, is_final, rows, error
              from job_runs
              qualify row_number() over (partition by job order by status <> 'skipped' desc, started_at desc, attempt desc) = 1
              order by job"""

@@ -74,6 +74,7 @@ class SharingSettings:
         endpoint: the server's public Delta Sharing endpoint: written into profile files, and the
             only base of the signed file URLs the server hands out.
         max_body_bytes: a request body larger than this is refused (413) before it is read.
+        api_docs: serve the API docs (``/docs``, ``/redoc``, ``/openapi.json``), unauthenticated.
     """
 
     registry: Path
@@ -85,6 +86,7 @@ class SharingSettings:
     token_days: int = 90
     endpoint: str = "http://127.0.0.1:8765/delta-sharing"
     max_body_bytes: int = 64 * 1024
+    api_docs: bool = False
 
 
 def _resolve(path: str) -> Path:

@@ -229,8 +229,15 @@ def create_app(settings: Settings, *, signer: UrlSigner | None = None, log_inter
         finally:
             access.stop()
 
-    app = FastAPI(title="telcolake Delta Sharing", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    docs = ss.api_docs  # off by default: the docs pages would list every route to anyone
+    app = FastAPI(title="telcolake Delta Sharing", lifespan=lifespan, openapi_url="/openapi.json" if docs else None,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.state.access_log, app.state.signer = access, signer
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict:
+        """Liveness for load balancers and monitors: the server answers (no token, no lake read)."""
+        return {"status": "ok"}
 
     def refused(request: Request, status: int) -> None:
         path = request.url.path

@@ -22,6 +22,7 @@ class StreamSettings:
     flush_seconds: float = 1.0
     workers: int = 1
     kpi_allowed_lateness_s: float = 120.0
+    consumer_group_prefix: str = "telcolake-"  # each flow's offsets go to group <prefix><flow> (empty: none)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,8 @@ def prepare_topics(settings: Settings, flows: list[str]) -> None:
     ensure_topics(resolve_bootstrap(settings), wanted, extra=settings.kafka_client)
 
 
-def build_streams(settings: Settings, flows: list[str], *, until_caught_up: bool, stop: StopFlag | None, on_commit):
+def build_streams(settings: Settings, flows: list[str], *, until_caught_up: bool, stop: StopFlag | None, on_commit,
+                  on_offsets_failed: Callable[[str, str], None] | None = None):
     """One dataflow holding each selected flow (each with its own input, state and sink)."""
     from bytewax.dataflow import Dataflow
 
@@ -75,7 +76,8 @@ def build_streams(settings: Settings, flows: list[str], *, until_caught_up: bool
     modules = {"kpi": kpi, "fraud": fraud, "offers": offers}
     flow = Dataflow("streams")
     for name in flows:
-        add_flow(flow, modules[name].spec(settings), settings, until_caught_up=until_caught_up, stop=stop, on_commit=on_commit)
+        add_flow(flow, modules[name].spec(settings), settings, until_caught_up=until_caught_up, stop=stop, on_commit=on_commit,
+                 on_offsets_failed=on_offsets_failed)
     return flow
 
 
@@ -87,10 +89,13 @@ def run_streams(
     workers: int | None = None,
     stop: StopFlag | None = None,
     on_commit: Callable[[str, list[Emit]], None] | None = None,
+    on_offsets_failed: Callable[[str, str], None] | None = None,
 ) -> StreamStats:
     """Run the selected flows in this process with ``workers`` Bytewax workers.
 
     Without ``until_caught_up`` it runs until ``stop`` is set (Ctrl-C / SIGTERM from the CLI).
+    Each flow publishes its landed offsets to consumer group ``[streams] consumer_group_prefix``
+    + flow name after each checkpoint; ``on_offsets_failed`` gets (group, error line) of each failed commit.
     """
     from bytewax._bytewax import cli_main
 
@@ -106,7 +111,8 @@ def run_streams(
 
     stop = stop or StopFlag()
     stop.runner_raises = True
-    dataflow = build_streams(settings, flows, until_caught_up=until_caught_up, stop=stop, on_commit=committed)
+    dataflow = build_streams(settings, flows, until_caught_up=until_caught_up, stop=stop, on_commit=committed,
+                             on_offsets_failed=on_offsets_failed)
     started = time.monotonic()
     try:
         cli_main(dataflow, workers_per_process=workers or cfg.streams.workers, epoch_interval=None)

@@ -4,8 +4,9 @@ with context as (
     select * from usage_context where reason = 4  -- held: see usage_context
 ),
 counted as (
-    select account_id, count(distinct record_id)::bigint as count_records
-    from context
-    group by account_id
+    select s.account_id, count(distinct c.record_id)::bigint as count_records
+    from context c
+    join subscriber_timeline s using (st_no)
+    group by s.account_id
 )
 select * from counted

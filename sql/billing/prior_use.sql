@@ -5,9 +5,10 @@ with context as (
     select * from usage_context where reason is null
 ),
 keyed as (
-    select c.rid, c.subscriber_id, k.cycle, k.allowance_id, k.tiers_id
+    select c.rid, s.subscriber_id, k.cycle, k.allowance_id, k.tiers_id
     from context c
     join rating_keys k using (rk_id)
+    join subscriber_timeline s using (st_no)
 ),
 used as (
     select k.rid, 'allowance' as kind, p.used_base

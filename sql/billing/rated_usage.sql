@@ -2,90 +2,37 @@
 -- usage_context gives each record its rating key (rate, allowance, tiers); the allowance was
 -- consumed in event-time order (started_at, record_id) per subscriber, cycle and allowance, and
 -- the tier volume accumulated per subscriber, cycle and tier table (pipelines/billing/running.py:
--- included_base, tier_billed_base, tier_before_base, tier_total_base). An event that straddles the
--- end of an allowance is split into an included and a charged part. The charged part is priced
--- CGRateS-style: connect fee + price per rate_unit with the quantity rounded up to the
--- increment, switching to price2/increment2 after group2_start (the second interval prices what
--- the first interval's whole increments do not cover); data rates may instead use graduated or
--- volume tiers over the cycle's charged volume. The event charge is rounded once (rounding
--- method + decimals of the rate), then min_charge and max_cost apply (max_cost last).
+-- included_base, tier_billed_base). An event that straddles the end of an allowance is split
+-- into an included and a charged part; the charged part's increments (rated_base) and its
+-- rounded, capped charge (charge_e4) are rated_charges' (see there for the pricing rules).
 -- Mobile-terminated events are rated at zero.
 with params as (
     select * from run_params
 ),
 context as (
-    select * exclude (type_code) from usage_context where reason is null
+    select * exclude (type_code, unknown_subscriber_id) from usage_context where reason is null
 ),
 keyed as (
-    select c.*, case when k.is_mo then c.quantity_base - c.included_base else 0 end as charged_base,
+    select c.*, s.subscriber_id, s.account_id, case when k.is_mo then c.quantity_base - c.included_base else 0 end as charged_base,
            k.cycle, k.version as tariff_version, k.event_type, k.zone, k.band, k.roaming_zone, k.plan_id, k.rate_id,
-           k.allowance_id, k.tiers_id, k.tier_mode, k.increment, k.group2_start, k.increment2, k.currency,
-           k.rounding_code, k.e4_scale, k.min_e4, k.max_e4, k.base_numerator, k.price1_factor, k.price2_factor, k.tier_factor,
-           k.denominator
+           k.allowance_id, k.tiers_id, k.currency
     from context c
     join rating_keys k using (rk_id)
-),
-billed as (
-    -- the charged part in whole increments: up to group2_start in the first interval's, the rest
-    -- (what the first interval's increments do not cover) in the second's
-    select *,
-           case when tiers_id is null
-                then ceil_div(case when group2_start is null then charged_base else least(charged_base, group2_start) end, increment)
-                     * increment
-                else 0 end as billed1_base
-    from keyed
-),
-billed2 as (
-    select *,
-           case when tiers_id is null and charged_base > billed1_base
-                then ceil_div(charged_base - billed1_base, increment2) * increment2 else 0 end as billed2_base
-    from billed
-),
-tier_cost as (
-    -- micro-units x base units: graduated, each slice of the cycle's running volume at its band's
-    -- price; volume, the whole quantity at the band the cycle total reaches (`upto` inclusive)
-    select t.*,
-           case
-               when tier_billed_base is null or tier_billed_base = 0 then 0::hugeint
-               when tier_mode = 'graduated' then list_sum(list_transform(tier_bands, lambda b:
-                   greatest(0, least(tier_before_base + tier_billed_base, coalesce(b.hi, tier_before_base + tier_billed_base))
-                               - greatest(tier_before_base, b.lo))::hugeint * b.price_micro))
-               else list_sum(list_transform(tier_bands, lambda b:
-                   case when (tier_total_base > b.lo or b.lo = 0) and (b.hi is null or tier_total_base <= b.hi)
-                        then tier_billed_base::hugeint * b.price_micro else 0::hugeint end))
-           end as tier_num
-    from billed2 t
-    left join (select rk_id, tier_bands from rating_keys where tiers_id is not null) x
-      on t.tier_billed_base > 0 and x.rk_id = t.rk_id
-),
-priced as (
-    select *,
-           case when charged_base = 0 then 0::hugeint
-                else round_div_code(base_numerator + price1_factor * billed1_base + price2_factor * billed2_base + tier_factor * tier_num,
-                               denominator, rounding_code) * e4_scale
-           end as rounded_e4
-    from tier_cost
-),
-capped as (
-    select *,
-           case when charged_base = 0 then 0::hugeint
-                else least(greatest(rounded_e4, min_e4), coalesce(max_e4, greatest(rounded_e4, min_e4)))
-           end as charge_e4
-    from priced
+    join subscriber_timeline s using (st_no)
 ),
 final as (
     select c.record_id, c.subscriber_id, c.account_id, c.cycle, p.target_cycle as billed_cycle,
            c.cycle < p.target_cycle and p.mode = 'bill' as is_late,
            c.event_type, c.started_at, c.tariff_version, c.rate_id, c.plan_id, c.zone, c.band, c.roaming_zone,
            c.allowance_id, c.tiers_id, c.quantity_base, c.included_base, c.charged_base,
-           (c.billed1_base + c.billed2_base + coalesce(c.tier_billed_base, 0))::bigint as rated_base,
+           c.rated_base,
            c.tier_billed_base,
            e4_to_money(c.charge_e4) as charge,
            c.currency,
            case when c.included_base > 0 and c.charged_base = 0 then 'included'::billing_rating_tag
                 else 'non-included'::billing_rating_tag end as rating_tag,
            p.run_id::billing_run as rating_run
-    from capped c
+    from keyed c
     cross join params p
 )
 select * from final

@@ -98,7 +98,9 @@ final as (
     select row_number() over (order by calendar_code, type_code, zone_code, roaming_code, plan_code, is_mo)::integer as rk_id,
            *,
            case when allowance_id is not null then (dense_rank() over (order by allowance_id))::integer end as allowance_code,
-           case when tiers_id is not null then (dense_rank() over (order by tiers_id))::integer end as tiers_code
+           case when tiers_id is not null then (dense_rank() over (order by tiers_id))::integer end as tiers_code,
+           -- what usage_charges sums by besides the account: one small integer
+           (dense_rank() over (order by cycle, event_type, version, currency))::integer as charge_code
     from factors
 )
 select * from final

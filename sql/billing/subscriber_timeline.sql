@@ -5,7 +5,8 @@
 -- 'no_subscriber_state' in a gap between intervals or after a closed last one. stretch_reason
 -- is the unrated reason every record of the stretch gets (usage_context's codes: 2
 -- before_activation, 3 no_subscriber_state, 4 held, 5 after_termination; null: rate it).
--- sub_no numbers subscribers for sorting; plan_code is the plan's rating_codes code.
+-- sub_no numbers subscribers for sorting, st_no the stretches (usage_charges sums by it); plan_code
+-- is the plan's rating_codes code.
 with params as (
     select * from run_params
 ),
@@ -53,7 +54,8 @@ final as (
                when t.status = 'terminated' then 5
            end::tinyint as stretch_reason,
            coalesce(d.days, 0)::smallint as plan_days, d.days_in_cycle::smallint as days_in_cycle,
-           dense_rank() over (order by t.subscriber_id)::integer as sub_no
+           dense_rank() over (order by t.subscriber_id)::integer as sub_no,
+           row_number() over ()::integer as st_no
     from stretches t
     left join plan_days d
       on d.subscriber_id = t.subscriber_id and d.account_id = t.account_id and d.cycle = t.cycle and d.plan_id = t.plan_id

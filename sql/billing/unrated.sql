@@ -8,7 +8,7 @@ context as (
     select * from usage_context where reason is not null and reason <> 4  -- held: see usage_context
 ),
 final as (
-    select c.record_id, c.subscriber_id, m.cycle, p.target_cycle as billed_cycle,
+    select c.record_id, coalesce(s.subscriber_id, c.unknown_subscriber_id) as subscriber_id, m.cycle, p.target_cycle as billed_cycle,
            ['voice', 'sms', 'data'][c.type_code + 1] as event_type, c.started_at,
            (date '1970-01-01' + (c.minute_no // 1440)::integer) as event_date, c.quantity_base,
            case c.reason when 1 then 'unknown_subscriber' when 2 then 'before_activation' when 3 then 'no_subscriber_state'
@@ -18,6 +18,7 @@ final as (
            p.run_id as rating_run
     from context c
     join minute_calendar m using (minute_no)
+    left join subscriber_timeline s using (st_no)
     cross join params p
 )
 select * from final

@@ -10,6 +10,8 @@
 -- they are rated at zero):
 --    8 unknown_destination  9 unknown_roaming_zone  10 no_tariff (no rate)
 -- Joins only, no window, and small integer keys: one streaming pass over the Parquet files.
+-- Subscriber and account ids are not carried (the stretch st_no names both, in
+-- subscriber_timeline), except the subscriber_id of an unknown subscriber (unknown_subscriber_id).
 with scope as (
     select * from usage_scope
 ),
@@ -39,7 +41,7 @@ zoned as (
     left join roaming rz on rz.version = t.tariff_version and rz.visited_plmn = t.visited_plmn
 ),
 with_subscriber as (
-    select z.*, s.account_id, s.plan_code, s.stretch_reason, s.plan_days, s.days_in_cycle, s.sub_no,
+    select z.*, s.plan_code, s.stretch_reason, s.plan_days, s.days_in_cycle, s.sub_no, s.st_no,
            s.subscriber_id is not null as is_known
     from zoned z
     left join subscriber_timeline s
@@ -53,7 +55,7 @@ keyed as (
      and k.zone_code = w.zone_code and k.roaming_code = w.roaming_code and k.plan_code = w.plan_code and k.is_mo = w.is_mo
 ),
 classified as (
-    select record_id, subscriber_id, account_id, started_at, minute_no, type_code, quantity_base, sub_no, rk_id,
+    select record_id, case when not is_known then subscriber_id end as unknown_subscriber_id, started_at, minute_no, type_code, quantity_base, sub_no, st_no, rk_id,
            -- half-up to whole base units; at most 50 GB x 31 days: bigint is enough
            (2 * allowance_quantity * plan_days + days_in_cycle) // (2 * days_in_cycle) as allowance_base,
            case

@@ -10,8 +10,8 @@ terminations as (
 ),
 horizon as (
     select greatest(
-        (select max(coalesce(_kafka_timestamp, _ingested_at)) from bronze_bss_events),
-        (select max(coalesce(_kafka_timestamp, _ingested_at)) from silver_usage)
+        (select max(coalesce(_kafka_timestamp, _delivered_at, _ingested_at)) from bronze_bss_events),
+        (select max(coalesce(_kafka_timestamp, _delivered_at, _ingested_at)) from silver_usage)
     ) as known_until
 ),
 labelled as (

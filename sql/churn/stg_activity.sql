@@ -11,10 +11,10 @@ recent as (
     select subscriber_id, event_date, visible_from from stg_usage_daily
 ),
 older_usage as (
-    select u.subscriber_id, u.event_date, coalesce(u._kafka_timestamp, u._ingested_at) as known_at
+    select u.subscriber_id, u.event_date, coalesce(u._kafka_timestamp, u._delivered_at, u._ingested_at) as known_at
     from usage_activity u, params p
     where u.event_date >= p.activity_from and u.event_date < p.scan_from
-      and coalesce(u._kafka_timestamp, u._ingested_at) < p.range_to_at
+      and coalesce(u._kafka_timestamp, u._delivered_at, u._ingested_at) < p.range_to_at
 ),
 older as (
     select distinct subscriber_id, event_date, greatest(event_date, cast(make_timestamp(epoch_us(known_at)) as date)) + 1 as visible_from

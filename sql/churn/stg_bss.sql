@@ -6,7 +6,7 @@ with params as (
 ),
 events as (
     select b.event_id, b.subscriber_id, b.account_id, b.occurred_at, b.kind, b.plan_id, b.attributes,
-           coalesce(b._kafka_timestamp, b._ingested_at) as known_at
+           coalesce(b._kafka_timestamp, b._delivered_at, b._ingested_at) as known_at
     from bronze_bss_events b, params p
     where b.occurred_at < p.range_to_at
 ),

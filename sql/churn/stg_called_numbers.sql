@@ -7,11 +7,11 @@ with params as (
 ),
 usage as (
     select u.subscriber_id, u.called_number, u.event_date,
-           coalesce(u._kafka_timestamp, u._ingested_at) as known_at
+           coalesce(u._kafka_timestamp, u._delivered_at, u._ingested_at) as known_at
     from usage_recent u, params p
     where u.event_date >= p.window_from and u.event_date < p.range_to
       and u.event_type in ('voice', 'sms') and u.called_number is not null
-      and coalesce(u._kafka_timestamp, u._ingested_at) < p.range_to_at
+      and coalesce(u._kafka_timestamp, u._delivered_at, u._ingested_at) < p.range_to_at
 ),
 known as (
     select subscriber_id, hash(called_number) as number_hash, event_date,

@@ -6,7 +6,7 @@ with params as (
 ),
 kpi as (
     select n.cell_id, cast(n.observed_at as date) as event_date, n.call_attempts, n.dropped_calls,
-           coalesce(n._kafka_timestamp, n._ingested_at) as known_at
+           coalesce(n._kafka_timestamp, n._delivered_at, n._ingested_at) as known_at
     from kpi_recent n, params p
     where n.kind = 'kpi' and n.event_date >= p.scan_from and n.event_date < p.range_to
 ),

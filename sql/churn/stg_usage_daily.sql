@@ -1,7 +1,7 @@
 -- stg_usage_daily: one row per (subscriber_id, event_date, visible_from) of silver usage in the
 -- scan window (key: all three); usage_recent is silver/usage pruned to that window by the runner.
 -- visible_from is the first as-of date at which the rows are known: the day after both their
--- event time and their known time (coalesce(_kafka_timestamp, _ingested_at)), so
+-- event time and their known time (coalesce(_kafka_timestamp, _delivered_at, _ingested_at)), so
 -- `visible_from <= as_of_date` is the point-in-time rule. Voice calls are joined to the drop
 -- rate of the cell-day they used. Flags are computed per record, then summed per day; the drop
 -- rates are summed as DECIMAL(18, 12) (exact, so the sum is the same whatever order the threads
@@ -14,10 +14,10 @@ with params as (
 usage as (
     select u.subscriber_id, u.event_type, u.duration_s, u.bytes_up, u.bytes_down, u.called_number,
            u.cell_id, u.visited_plmn, u.is_dropped, u.event_date,
-           coalesce(u._kafka_timestamp, u._ingested_at) as known_at
+           coalesce(u._kafka_timestamp, u._delivered_at, u._ingested_at) as known_at
     from usage_recent u, params p
     where u.event_date >= p.scan_from and u.event_date < p.range_to
-      and coalesce(u._kafka_timestamp, u._ingested_at) < p.range_to_at
+      and coalesce(u._kafka_timestamp, u._delivered_at, u._ingested_at) < p.range_to_at
 ),
 known as (
     select u.*, greatest(u.event_date, cast(make_timestamp(epoch_us(u.known_at)) as date)) + 1 as visible_from

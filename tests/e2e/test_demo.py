@@ -17,7 +17,7 @@ from pipelines.ops.demo import STEPS, run_demo
 def test_demo_runs_every_step_and_its_summary_reconciles(env, tmp_path, monkeypatch):
     monkeypatch.setenv("TELCOLAKE_SECRETS_FILE", str(tmp_path / "secrets.toml"))
     out = io.StringIO()
-    run = run_demo(env, Console(file=out, width=200), subscribers=150, days=2)
+    run = run_demo(env, Console(file=out, width=200), quick=True, subscribers=150, days=2)
     assert list(run.results)[: len(STEPS)] == [name for name, _ in STEPS]
     lake = Lake.from_settings(env)
     r = run.results

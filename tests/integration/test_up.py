@@ -17,7 +17,7 @@ import pytest
 from pipelines.core import broker
 from pipelines.core.config import load_settings
 from pipelines.core.lake import Lake
-from tests.helpers import all_offsets, produce, usage_values
+from tests.helpers import WebhookReceiver, all_offsets, produce, usage_values
 
 TINY_JOBS = """
 [jobs.ingest]
@@ -32,7 +32,8 @@ retries = 0
 """
 
 
-def _configure(env, *, jobs: str | None = TINY_JOBS, flush_rows: int | None = None, scheduler: bool = True) -> None:
+def _configure(env, *, jobs: str | None = TINY_JOBS, flush_rows: int | None = None, scheduler: bool = True,
+               extra: str = "") -> None:
     """Keep the env fixture's topics; replace the shipped jobs by tiny ones; small batches if asked."""
     path = os.environ["TELCOLAKE_CONFIG"]
     text = open(path).read()
@@ -41,6 +42,7 @@ def _configure(env, *, jobs: str | None = TINY_JOBS, flush_rows: int | None = No
         text = text.replace("flush_rows = 200000", f"flush_rows = {flush_rows}")
     text += f"\n[service]\nscheduler = {'true' if scheduler else 'false'}\nstatus_interval_s = 1.0\nsilver_interval_s = 0.5\n"
     text += "restart_backoff_s = 0.5\n"
+    text += extra
     if jobs:
         text += jobs.format(py=sys.executable)
     open(path, "w").write(text)
@@ -155,7 +157,8 @@ def test_kill_nine_mid_ingest_then_restart_loses_and_duplicates_nothing(env, kaf
 
 @pytest.mark.slow
 def test_a_crashed_component_is_restarted_with_backoff_and_reported(env, kafka):
-    _configure(env, jobs=None, scheduler=False)
+    hook = WebhookReceiver()
+    _configure(env, jobs=None, scheduler=False, extra=f'[notify]\nwebhook_url = "{hook.url}"\nbackoff_s = 0.2\n')
     port = broker.free_port()
     proc = _start(port)
     try:
@@ -172,8 +175,20 @@ def test_a_crashed_component_is_restarted_with_backoff_and_reported(env, kafka):
         st = _wait(restarted, 30, "the streams component to be restarted", proc)
         assert "exit code -9" in st["components"]["streams"]["last_error"]
         assert _wait(lambda: _get(port, "/ready")[0] == 200, 60, "/ready again", proc)
+        # the restart went out as a notification, and /metrics and the page show it
+        sent = hook.wait_for(1, timeout=30)
+        assert sent[0]["kind"] == "component_restart" and sent[0]["details"] == {"component": "streams", "exit_code": -9}
+        assert sent[0]["link"] == f"http://127.0.0.1:{port}/#components"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'telcolake_component_restarts_total{component="streams"} 1.0' in metrics
+        assert 'telcolake_notify_deliveries_total{kind="component_restart",result="delivered"} 1.0' in metrics
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            page = r.read().decode()
+        assert r.headers["Content-Type"].startswith("text/html") and "exit code -9" in page
     finally:
         _sigterm(proc)
+        hook.close()
     assert proc.returncode == 0
     log = (load_settings().state_dir / "up" / "up.log").read_text()
     assert "component streams exited with code -9" in log and "restart 1 in" in log

@@ -17,9 +17,13 @@ from tests.billing_data import CORRECTION, TEST_CATALOG
 
 
 def test_the_shipped_catalog_is_valid():
-    v1, v2 = read_catalog()
+    v1, v2, v3 = read_catalog()
     # one-time prices came as version 2, so version 1 stays as loaded
     assert v1.one_time == {} and v2.plans == v1.plans and v2.rates == v1.rates
+    # version 3 fixes one rate from the same day and keeps version 2's one-time prices
+    assert v3.valid_from == v2.valid_from and v3.one_time == v2.one_time and v3.plans == v2.plans
+    assert (v2.rates["voice_world"].price, v3.rates["voice_world"].price) == (D("0.99"), D("0.89"))
+    assert {k: r for k, r in v3.rates.items() if k != "voice_world"} == {k: r for k, r in v2.rates.items() if k != "voice_world"}
     assert (v2.one_time["connection_fee"].event, v2.one_time["connection_fee"].price) == ("activated", D("24.99"))
     assert v2.one_time["plan_change_fee"].plans == ("lite", "plus")
     assert v1.plans["plus"].monthly_fee == D("19.99") and v1.vat["NL"] == D("0.21")

@@ -187,8 +187,9 @@ def test_stopping_with_cancel_interrupts_the_running_job_and_the_next_start_runs
     sched.stop.set()
     t.join(30)
     assert not t.is_alive() and time.monotonic() - started < 15
-    [record] = sched.records
-    assert record["status"] == "failed" and not record["is_final"] and record["error"].startswith("interrupted")
+    # under load the minute can turn while it waits: the interrupted attempt is the one that matters
+    [record] = [r for r in sched.records if (r.get("error") or "").startswith("interrupted")]
+    assert record["status"] == "failed" and not record["is_final"]
     # not covered: the next start catches the same scheduled time up again
     assert Scheduler(local_settings, jobs={"long": long}).missed(datetime.now(UTC)) == {"long": record["scheduled_for"]} \
         or long.latest_at_or_before(datetime.now(UTC)) != record["scheduled_for"]

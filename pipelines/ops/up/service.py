@@ -11,6 +11,7 @@ so ``kill -9`` of the service and a restart lose and duplicate nothing.
 
 from __future__ import annotations
 
+import collections
 import logging
 import signal
 import sys
@@ -21,10 +22,15 @@ from pathlib import Path
 
 from pipelines.core.config import Settings
 from pipelines.core.errors import BrokerError, TelcolakeError
+from pipelines.ops.up.metrics import Metrics
+from pipelines.ops.up.notify import Notifier, NotifySettings, Watch
 from pipelines.ops.up.settings import ServiceSettings
 from pipelines.ops.up.supervisor import Component, worker_argv
 
 log = logging.getLogger("telcolake.up")
+
+HISTORY = 120  # status refreshes kept for the page's sparklines
+ALERTS_KEPT = 200  # open alerts in the snapshot (the page shows 50; each new one is notified)
 
 
 class Service:
@@ -46,6 +52,12 @@ class Service:
         self.run_dir = settings.state_dir / "up"
         self._caught_up_at: float | None = None
         self._silver_after_catch_up = threading.Event()
+        self.notify = NotifySettings.from_settings(settings)
+        self.notifier: Notifier | None = None
+        self.watch: Watch | None = None
+        self.metrics = Metrics(self.status, self._metric_counts)
+        self._record_times = None
+        self._history: collections.deque[dict] = collections.deque(maxlen=HISTORY)
 
     # -- what the endpoints read ------------------------------------------------------------
 
@@ -84,6 +96,16 @@ class Service:
             **snapshot,
         }
 
+    def metrics_text(self) -> bytes:
+        return self.metrics.text()
+
+    def _metric_counts(self) -> dict:
+        return {"notify": self.notifier.snapshot() if self.notifier is not None else {}}
+
+    def page_url(self) -> str:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "[::]") else "127.0.0.1"
+        return self.notify.page_url or f"http://{host}:{self.port}/"
+
     # -- the parts --------------------------------------------------------------------------
 
     def _ensure_broker(self) -> str:
@@ -113,6 +135,8 @@ class Service:
         try:
             state = broker.start_embedded(self.settings.state_dir, port=port, storage=broker.storage_of(self.settings))
             self.broker.update(address=state.address, pid=state.pid, restarts=self.broker["restarts"] + 1, last_error=None)
+            if self.watch is not None:
+                self.watch.component_restart("embedded broker", None, "its process was gone")
         except TelcolakeError as exc:
             self.broker["last_error"] = str(exc)
             log.error("could not restart the embedded broker: %s", exc)
@@ -139,6 +163,8 @@ class Service:
 
     def _on_event(self, component: str, event: dict) -> None:
         kind = event.get("event")
+        if kind == "crashed" and self.watch is not None:
+            self.watch.component_restart(component, event.get("exit_code"), event.get("error") or "")
         if kind == "caught_up":
             log.info("%s caught up with the topics", component)
             self._caught_up_at = time.monotonic()
@@ -167,6 +193,8 @@ class Service:
                 log.warning("%s: %s", line, record["error"].strip().splitlines()[-1][:200])
             else:
                 log.info("%s", line)
+            if self.watch is not None:
+                self.watch.job_record(record)
 
         self.scheduler = Scheduler(self.settings, on_record=note, under_up=True, cancel_on_stop=True)
         threading.Thread(target=self._run_scheduler, name="up-scheduler", daemon=True).start()
@@ -185,13 +213,41 @@ class Service:
                     return
                 self.scheduler.stop.clear()
 
+    def _lag(self, topics: list[dict]) -> list[dict]:
+        from pipelines.core.broker import client_config
+        from pipelines.ops.up.lag import RecordTimes, group_lags
+        from pipelines.streams.run import FLOWS
+
+        conf = None
+        if self.broker["reachable"]:
+            conf = client_config(self.settings, bootstrap=self.broker["address"])
+            if self._record_times is None or self._record_times.conf != conf:
+                self._record_times = RecordTimes(conf)
+        prefix = self.settings.values("streams")["consumer_group_prefix"]
+        flows = [prefix + f for f in FLOWS] if prefix and "streams" in self.config.components else []
+        return group_lags(topics, ingest_group=self.settings.ingest.consumer_group or "telcolake-ingest",
+                          flow_groups=flows, conf=conf, times=self._record_times)
+
+    def _history_point(self, out: dict) -> dict:
+        lag: dict[str, int] = {}
+        seconds: dict[str, float] = {}
+        for r in out.get("lag") or []:
+            if r["lag"] is not None:
+                lag[r["group"]] = lag.get(r["group"], 0) + r["lag"]
+            if r["lag_seconds"] is not None:
+                seconds[r["group"]] = max(seconds.get(r["group"], 0.0), r["lag_seconds"])
+        return {"at": out["computed_at"], "lag": lag, "lag_seconds": seconds,
+                "landed": {t["topic"]: t["rows"] for t in out.get("topics") or []}}
+
     def _refresh_status(self) -> None:
-        """Recompute the snapshot: broker reachability, per-partition lag, tables, last job runs."""
+        """Recompute the snapshot: broker reachability, per-partition lag, tables, jobs, quality, alerts, bills."""
         from pipelines.core.broker import wait_ready
+        from pipelines.core.contracts import CONTRACTS
         from pipelines.core.lake import Lake
         from pipelines.ops.jobs import last_runs
         from pipelines.ops.lake_info import lake_tables
         from pipelines.ops.status import as_json, last_gate, topic_status
+        from pipelines.ops.up import facts
 
         out: dict = {"computed_at": datetime.now(UTC).isoformat(), "errors": {}}
         try:
@@ -206,15 +262,28 @@ class Service:
             ("tables", lambda: [t.as_dict() for t in lake_tables(lake)]),
             ("jobs", lambda: last_runs(self.settings)),
             ("quality", lambda: last_gate(lake)),
+            ("lag", lambda: self._lag(out.get("topics") or [])),
+            ("quarantine", lambda: facts.quarantine_by_reason(lake, {c: self.settings.topic(c) for c in CONTRACTS})),
+            ("job_stats", lambda: facts.job_stats(lake)),
+            ("quality_suites", lambda: facts.quality_by_suite(lake)),
+            ("alerts", lambda: facts.open_alerts(lake, limit=ALERTS_KEPT)),
+            ("bill_cycles", lambda: facts.bill_cycles(lake)),
         )
         for key, fn in parts:
             try:
                 out[key] = fn()
             except Exception as exc:  # one failing part must not hide the others
                 out["errors"][key] = f"{type(exc).__name__}: {exc}"
+        self._history.append(self._history_point(out))
+        out["history"] = list(self._history)
         with self._snapshot_lock:
             self._snapshot = {**self._snapshot, **out}
         self._status_ready.set()
+        if self.watch is not None:
+            try:
+                self.watch.snapshot(out)
+            except Exception:  # notifications must never stop the status loop
+                log.exception("notifications: could not evaluate the snapshot")
 
     def _status_loop(self) -> None:
         while not self.stop_event.is_set():
@@ -231,19 +300,27 @@ class Service:
             OSError: the HTTP port cannot be bound.
         """
         from pipelines.ops.up.server import HttpServer, create_app
+        from quality.docs import docs_dir
 
+        self.config.check_exposure()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
-        server = HttpServer(create_app(self), self.config.host, self.port)
+        if self.notify.enabled:
+            self.notifier = Notifier(self.notify, self.page_url())
+            self.watch = Watch(self.notifier, self.notify, self.run_dir / "notified.json")
+        server = HttpServer(create_app(self, token=self.config.token or None, docs_dir=docs_dir(self.settings)),
+                            self.config.host, self.port)
         server.start()
-        log.info("telcolake up: http://%s:%d (/health /ready /api/status); lake %s", self.config.host, self.port, self.settings.lake_root)
+        log.info("telcolake up: http://%s:%d (/ /health /ready /api/status /metrics)%s; lake %s", self.config.host, self.port,
+                 " with a token" if self.config.token else "", self.settings.lake_root)
         self._ensure_broker()
         self._prepare_topics()
         self._start_components()
         if self.config.scheduler:
             self._start_scheduler()
-        threading.Thread(target=self._status_loop, name="up-status", daemon=True).start()
+        self._status_thread = threading.Thread(target=self._status_loop, name="up-status", daemon=True)
+        self._status_thread.start()
         while not self.stop_event.wait(1.0):
             self._watch_broker()
         return self.shutdown(server)
@@ -261,6 +338,14 @@ class Service:
         if self.scheduler is not None:
             self.scheduler.wait()
         server.stop()
+        status = getattr(self, "_status_thread", None)
+        if status is not None:  # a refresh in flight is inside the lake's native code: let it finish
+            status.join(timeout=10)
+            if status.is_alive():
+                log.warning("the status refresh did not finish within 10 s of the stop")
+        if self.notifier is not None:
+            self.notifier.drain(2.0)
+            self.notifier.close()
         codes = {n: c.status.last_exit_code for n, c in self.components.items()}
         log.info("stopped in %.1fs (component exit codes %s)", time.monotonic() - started, codes)
         return 0
@@ -287,5 +372,7 @@ def configure_logging(state_dir: Path) -> None:
 
 def run_up(settings: Settings, *, port: int | None = None) -> int:
     """`telcolake up`: run the service until SIGTERM/SIGINT; returns the exit code."""
+    service = Service(settings, port=port)
+    service.config.check_exposure()  # before anything is started or written
     configure_logging(settings.state_dir)
-    return Service(settings, port=port).run()
+    return service.run()

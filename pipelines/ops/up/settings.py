@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from dataclasses import dataclass
 
 from pipelines.core.config import Settings
@@ -28,6 +30,8 @@ class ServiceSettings:
         stop_timeout_s: on SIGTERM a component gets this long to finish its batch, then is killed.
         status_interval_s: how often ``/api/status`` (lag, tables, jobs) is recomputed.
         scheduler: run the scheduled jobs (those with ``under_up = true``) too.
+        token: the bearer token every endpoint but ``/health`` needs (empty: none); env
+            ``TELCOLAKE_SERVICE_TOKEN`` overrides. Needed when ``host`` is not a loopback address.
     """
 
     host: str = "127.0.0.1"
@@ -40,6 +44,27 @@ class ServiceSettings:
     stop_timeout_s: float = 20.0
     status_interval_s: float = 5.0
     scheduler: bool = True
+    token: str = ""
+
+    @property
+    def loopback(self) -> bool:
+        """Whether ``host`` keeps the endpoints on this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
+
+    def check_exposure(self) -> None:
+        """Refuse to serve on a non-loopback address without a token.
+
+        Raises:
+            ConfigError: ``host`` is not loopback and no ``[service] token`` is set.
+        """
+        if not self.loopback and not self.token:
+            raise ConfigError(f"service.host = {self.host!r} serves beyond this machine: set [service] token (or "
+                              "TELCOLAKE_SERVICE_TOKEN), at least 16 characters, or bind 127.0.0.1")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceSettings:
@@ -65,4 +90,13 @@ class ServiceSettings:
         scheduler = section.get("scheduler", default.scheduler)
         if not isinstance(scheduler, bool):
             raise ConfigError(f"service.scheduler = {scheduler!r}: expected true or false")
-        return cls(host=host, port=port, components=tuple(components), scheduler=scheduler, **values)
+        token = settings.values("service")["token"]
+        if os.environ.get("TELCOLAKE_SERVICE_TOKEN"):
+            import re
+
+            from pipelines.core.keys import TOKEN
+
+            token = os.environ["TELCOLAKE_SERVICE_TOKEN"]
+            if not re.fullmatch(TOKEN, token):  # the value is a secret: not repeated in the message
+                raise ConfigError("TELCOLAKE_SERVICE_TOKEN: expected 16-512 letters, digits or . _ ~ + / = -")
+        return cls(host=host, port=port, components=tuple(components), scheduler=scheduler, token=token, **values)

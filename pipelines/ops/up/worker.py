@@ -31,6 +31,11 @@ def emit(event: str, **fields) -> None:
         sys.stdout.flush()
 
 
+def offsets_failed(group: str, error: str) -> None:
+    """A commit of landed offsets to a consumer group failed (monitoring only; counted by the service)."""
+    emit("offsets_failed", group=group, error=error)
+
+
 def run_ingest_component(settings: Settings, stop: StopFlag) -> None:
     from pipelines.ingest import run_ingest
 
@@ -45,7 +50,8 @@ def run_ingest_component(settings: Settings, stop: StopFlag) -> None:
     def landed(x) -> None:
         emit("landed", topic=x.topic, rows=x.rows, quarantined=x.quarantined, version=x.bronze_version)
 
-    run_ingest(settings, until_caught_up=False, stop=stop, on_landed=landed, on_caught_up=caught_up)
+    run_ingest(settings, until_caught_up=False, stop=stop, on_landed=landed, on_caught_up=caught_up,
+               on_offsets_failed=offsets_failed)
 
 
 def run_silver_component(settings: Settings, stop: StopFlag, interval_s: float) -> None:
@@ -97,7 +103,7 @@ def run_streams_component(settings: Settings, stop: StopFlag) -> None:
     def committed(flow: str, emits: list) -> None:
         emit("committed", flow=flow, events=sum(e.result.counts.get("events", 0) for e in emits))
 
-    run_streams(settings, until_caught_up=False, stop=stop, on_commit=committed)
+    run_streams(settings, until_caught_up=False, stop=stop, on_commit=committed, on_offsets_failed=offsets_failed)
 
 
 def run_fulfilment_component(settings: Settings, stop: StopFlag) -> None:
