@@ -34,12 +34,11 @@ import polars as pl
 import pyarrow as pa
 
 from pipelines.assurance.features import FEATURES, TS, matrix
-from pipelines.assurance.model import featurize, load_model, predict
+from pipelines.assurance.model import episodes, featurize, load_model, predict
 from pipelines.assurance.settings import PredictSettings
 from pipelines.core.config import Settings
 from pipelines.core.errors import PredictError
 from pipelines.core.lake import Lake
-from pipelines.streams.alerts import Episodes
 from pipelines.streams.config import ALERTS_TABLE, stream_config
 
 EVALUATIONS = "gold/assurance/evaluations"
@@ -94,16 +93,6 @@ def _at(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def episodes(rows: pl.DataFrame, flag: np.ndarray, value: np.ndarray, cfg: PredictSettings, max_gap: timedelta) -> pl.DataFrame:
-    """``cell_id, raised_at`` of the episodes the stream's lifecycle makes of per-window flags (in window order per cell)."""
-    ep = Episodes("predicted_degradation", severity="warning", need=cfg.raise_after_windows, update_every=cfg.update_every_windows,
-                  max_gap=max_gap, clear_after=cfg.clear_after_windows)
-    frame = rows.select(pl.col("cell_id").alias("entity_id"), "site_id", pl.col("window_start").alias("start"),
-                        pl.col("_end").alias("end")).with_columns(pl.Series("flag", flag), pl.Series("value", value))
-    raised = [(r["entity_id"], r["raised_at"]) for ev, r in ep.step(frame) if ev == "raised"]
-    return pl.DataFrame(raised, schema={"cell_id": pl.String, "raised_at": TS}, orient="row")
-
-
 def _quantile(values: list[float], q: float) -> float | None:
     return round(float(np.quantile(values, q)), 1) if values else None
 
@@ -144,7 +133,7 @@ def evaluate(settings: Settings, planted_path: Path, *, version: int | None = No
              write: bool = True) -> Evaluation:
     """Evaluate model ``version`` (latest when None) and the baseline on the run's held-out period.
 
-    ``threshold`` replaces ``[predict] threshold`` (what the stream uses) for this evaluation.
+    ``threshold`` replaces the one the stream uses (``[predict] threshold``, or the model's own when 0) for this evaluation.
 
     Raises:
         PredictError: no model, an unreadable planted summary, or no planted incident in the test period.
@@ -166,7 +155,7 @@ def evaluate(settings: Settings, planted_path: Path, *, version: int | None = No
     b = matrix(te)[:, FEATURES.index("lat_slope_long")]
     b_flag = scored & (np.nan_to_num(b, nan=-np.inf) >= model["baseline_threshold"])
     gap = timedelta(minutes=stream_config(settings).alerts.window_gap_minutes)
-    threshold = cfg.threshold if threshold is None else threshold
+    threshold = threshold if threshold is not None else cfg.threshold if cfg.threshold > 0 else model["threshold"]
     model_eps = episodes(te, scored & (p >= threshold), p, cfg, gap)
     base_eps = episodes(te, b_flag, np.nan_to_num(b), cfg, gap)
 

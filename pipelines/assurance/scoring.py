@@ -166,4 +166,4 @@ def make_scorer(settings: Settings, rules: AlertRules) -> Scorer | None:
     except PredictError as exc:
         log.warning("predicted_degradation alerts are off: %s", exc)
         return None
-    return Scorer(cfg, rules, dict(model, threshold=cfg.threshold), int(run["model_version"]))
+    return Scorer(cfg, rules, dict(model, threshold=cfg.threshold or model["threshold"]), int(run["model_version"]))

@@ -15,7 +15,9 @@ class PredictSettings:
     Attributes:
         enabled: score closed KPI windows in the KPI flow (when a model has been trained).
         horizon_hours: the label: an incident starts within this many hours of the window.
-        threshold: probability at which a window counts as at risk.
+        threshold: probability at which a window counts as at risk; 0 takes the model's own,
+            chosen in training on out-of-fold scores (best F1 of warnings against incident onsets).
+        validation_days: length of the training blocks scored out of fold to choose the threshold.
         raise_after_windows: scored windows at risk in a row that raise the alert.
         clear_after_windows: scored windows not at risk in a row that clear it.
         update_every_windows: an open alert sends an ``updated`` event every this many windows.
@@ -31,7 +33,8 @@ class PredictSettings:
 
     enabled: bool = True
     horizon_hours: float = 2.0
-    threshold: float = 0.7
+    threshold: float = 0.0
+    validation_days: int = 7
     raise_after_windows: int = 2
     clear_after_windows: int = 3
     update_every_windows: int = 6
@@ -41,7 +44,7 @@ class PredictSettings:
     site_wait_minutes: float = 360.0
     test_days: int = 7
     negative_share: float = 0.3
-    max_iter: int = 60
+    max_iter: int = 100
     top_features: int = 3
 
     @classmethod

@@ -297,7 +297,8 @@ CONFIG = Table(keys={
     "predict": Table(keys={
         "enabled": Bool(default=True),
         "horizon_hours": Num(0, 48, default=2.0, lo_open=True, unit="hours"),
-        "threshold": Num(0, 1, default=0.7, lo_open=True),
+        "threshold": Num(0, 1, default=0.0, hi_open=True),
+        "validation_days": Int(1, 3650, default=7),
         "raise_after_windows": Int(1, 1000, default=2),
         "clear_after_windows": Int(1, 1000, default=3),
         "update_every_windows": Int(1, 10_000, default=6),
@@ -307,7 +308,7 @@ CONFIG = Table(keys={
         "site_wait_minutes": Num(0, 7 * 24 * 60, default=360.0, unit="minutes"),
         "test_days": Int(1, 3650, default=7),
         "negative_share": Num(0, 1, default=0.3, lo_open=True),
-        "max_iter": Int(1, 10_000, default=60),
+        "max_iter": Int(1, 10_000, default=100),
         "top_features": Int(1, 20, default=3),
     }),
     "churn": Table(keys={

@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 
 from pipelines.assurance.dataset import label, load_history
-from pipelines.assurance.evaluate import EVALUATIONS, episodes, evaluate, score_method
+from pipelines.assurance.evaluate import EVALUATIONS, evaluate, score_method
 from pipelines.assurance.features import FEATURES, TS, Gates, advance, empty_state
 from pipelines.assurance.history import network_frames, replay_network
-from pipelines.assurance.model import MODEL_RUNS, check_model, featurize, load_model, predict, train
+from pipelines.assurance.model import MODEL_RUNS, check_model, episodes, featurize, load_model, predict, train
 from pipelines.assurance.scoring import RULE, make_scorer
 from pipelines.assurance.settings import PredictSettings
 from pipelines.core.config import REPO_ROOT, load_settings
@@ -156,7 +156,8 @@ def test_the_stream_step_raises_what_the_offline_scoring_raises(world) -> None:
     p = np.zeros(feats.height)
     p[scored] = predict(model, feats.filter(pl.col("reason").is_null()))
     gap = timedelta(minutes=stream_config(settings).alerts.window_gap_minutes)
-    offline = {(c, t) for c, t in episodes(feats, scored & (p >= cfg.threshold), p, cfg, gap).iter_rows()}
+    assert cfg.threshold == 0 and 0.2 <= model["threshold"] <= 0.95  # the model's own, chosen in training
+    offline = {(c, t) for c, t in episodes(feats, scored & (p >= model["threshold"]), p, cfg, gap).iter_rows()}
     raised, counts = _stream_raised(settings)
     assert offline and raised == offline
     assert counts["raised_messages"] == len(raised)
