@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipelines.assurance.scoring import PREDICTION_SCHEMA, PREDICTIONS_TABLE
 from pipelines.core import broker
 from pipelines.core.config import REPO_ROOT, load_settings
 from pipelines.core.lake import Lake
@@ -114,7 +115,14 @@ def _plant_alerts(lake: Lake) -> None:
 
     lake.write(ALERTS_TABLE, pa.Table.from_pylist([alert("N1", "cell_drop_rate", "major", "C0007", "open"),
                                                    alert("N2", "site_degraded", "critical", "S001", "open"),
-                                                   alert("N3", "cell_drop_rate", "major", "C0009", "cleared")], schema=ALERT_SCHEMA))
+                                                   alert("N3", "cell_drop_rate", "major", "C0009", "cleared"),
+                                                   alert("N4", "predicted_degradation", "warning", "C0011", "open"),
+                                                   alert("N5", "predicted_degradation", "warning", "C0012", "cleared")], schema=ALERT_SCHEMA))
+    # the prediction step's rows of its two alerts (a cleared one is no longer at risk)
+    lake.write(PREDICTIONS_TABLE, pa.Table.from_pylist([
+        {"alert_id": a, "cell_id": c, "site_id": "S001", "model_version": 3, "horizon_minutes": 120, "probability": p,
+         "peak_probability": 0.91, "top_features": "lat_slope_short=4.2,prb_15m=71.5,alarms_1h=0.6", "last_seen_at": at}
+        for a, c, p in (("N4", "C0011", 0.834), ("N5", "C0012", 0.2))], schema=PREDICTION_SCHEMA))
     lake.write(FRAUD_TABLE, pa.Table.from_pylist([alert("F1", "simbox", "major", "SUB0000042", "open")], schema=ALERT_SCHEMA))
 
 
@@ -172,7 +180,7 @@ def test_metrics_are_true_against_the_lake_and_the_broker(operator, kafka):
     assert count[(("job", "tick"),)] == 2
     inf = _named(jobs, "telcolake_job_duration_seconds_bucket")[(("job", "tick"), ("le", "+Inf"))]
     assert inf == 2
-    assert _named(jobs, "telcolake_alerts_open") == {(("kind", "network"),): 2, (("kind", "fraud"),): 1}
+    assert _named(jobs, "telcolake_alerts_open") == {(("kind", "network"),): 3, (("kind", "fraud"),): 1}
 
 
 def test_a_stream_flow_group_lags_by_its_committed_offsets(env, kafka):
@@ -261,7 +269,11 @@ def test_the_page_in_headless_chromium_shows_lag_and_jobs(operator, kafka, monke
         docs = quality.find_element(By.LINK_TEXT, "Data Docs").get_attribute("href")
         alerts = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in browser.find_elements(By.CSS_SELECTOR, "#alerts-table tr")[1:]]
         assert sorted((a[0], a[1], a[3]) for a in alerts) == [("fraud", "simbox", "SUB0000042"), ("network", "cell_drop_rate", "C0007"),
+                                                              ("network", "predicted_degradation", "C0011"),
                                                               ("network", "site_degraded", "S001")]
+        at_risk = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in browser.find_elements(By.CSS_SELECTOR, "#at-risk-table tr")[1:]]
+        assert [r[:5] + r[7:] for r in at_risk] == [["C0011", "S001", "0.83", "0.91", "120 min", "v3"]]
+        assert at_risk[0][5] == "lat_slope_short=4.2,prb_15m=71.5,alarms_1h=0.6"
         refresh = browser.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]").get_attribute("content")
         assert refresh == "5"
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

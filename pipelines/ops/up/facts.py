@@ -1,5 +1,5 @@
 """The lake facts the operator view shows beside lag: quarantine reasons, job statistics, quality
-per suite, open alerts and bill cycles.
+per suite, open alerts, cells at risk and bill cycles.
 
 Each reader takes a :class:`~pipelines.core.lake.Lake`, answers from the tables as they are
 (DuckDB over Arrow datasets, or partition values from the Delta log) and returns plain JSON
@@ -20,6 +20,7 @@ JOB_RUNS = "ops/job_runs"
 QUALITY_RESULTS = "ops/quality_results"
 BILL_RUNS = "gold/billing/bill_runs"
 ALERT_TABLES = {"network": "gold/network/alerts", "fraud": "gold/fraud/alerts"}
+PREDICTIONS = "gold/assurance/predictions"
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 """Upper bounds (seconds) of the job duration histogram buckets; +Inf is implied."""
 
@@ -102,6 +103,23 @@ def open_alerts(lake: Lake, *, limit: int = 50) -> dict:
                    "last_seen_at": _iso(ls), "last_value": v} for a, r, s, e, ra, ls, v in rows]
     items.sort(key=lambda a: a["raised_at"] or "", reverse=True)
     return {"open": counts, "items": items[:limit]}
+
+
+def cells_at_risk(lake: Lake, *, limit: int = 50) -> list[dict]:
+    """Cells with an open ``predicted_degradation`` alert, most likely first: its probability now and at
+    its peak, the horizon, the features that pushed it and the model that scored it."""
+    alerts = ALERT_TABLES["network"]
+    if not lake.exists(alerts) or not lake.exists(PREDICTIONS):
+        return []
+    con = _con(lake, a=alerts, p=PREDICTIONS)
+    rows = con.execute(
+        "select a.entity_id, a.site_id, p.probability, p.peak_probability, p.horizon_minutes, p.top_features, p.model_version, "
+        "a.raised_at, a.last_seen_at from a join p using (alert_id) "
+        "where a.rule = 'predicted_degradation' and a.status = 'open' "
+        "order by p.probability desc nulls last, a.entity_id limit ?", [limit]).fetchall()
+    return [{"cell_id": c, "site_id": site, "probability": prob, "peak_probability": peak, "horizon_minutes": h,
+             "top_features": tf, "model_version": v, "raised_at": _iso(ra), "last_seen_at": _iso(ls)}
+            for c, site, prob, peak, h, tf, v, ra, ls in rows]
 
 
 def bill_cycles(lake: Lake) -> list[dict]:

@@ -267,6 +267,7 @@ class Service:
             ("job_stats", lambda: facts.job_stats(lake)),
             ("quality_suites", lambda: facts.quality_by_suite(lake)),
             ("alerts", lambda: facts.open_alerts(lake, limit=ALERTS_KEPT)),
+            ("at_risk", lambda: facts.cells_at_risk(lake, limit=ALERTS_KEPT)),
             ("bill_cycles", lambda: facts.bill_cycles(lake)),
         )
         for key, fn in parts:
