@@ -19,7 +19,8 @@ cleared after ``clear_after_windows`` calm ones). Then, against the simulator's 
 - the reactive rule's **detection delay**: its first alert minus the incident's start.
 
 Only incidents starting at least ``horizon_hours`` into the test period count (their warning
-window lies inside it). Results are printed and appended to ``gold/assurance/evaluations``.
+window lies inside it). Results are printed and appended to ``gold/assurance/evaluations``, one row
+per incident and method (warned or not, when, the lead) to ``gold/assurance/evaluation_incidents``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pipelines.core.lake import Lake
 from pipelines.streams.config import ALERTS_TABLE, stream_config
 
 EVALUATIONS = "gold/assurance/evaluations"
+EVALUATION_INCIDENTS = "gold/assurance/evaluation_incidents"
 TARGET = {"recall": 0.7, "precision": 0.6, "median_lead_minutes": 30.0}
 
 
@@ -97,8 +99,12 @@ def _quantile(values: list[float], q: float) -> float | None:
     return round(float(np.quantile(values, q)), 1) if values else None
 
 
-def score_method(name: str, eps: pl.DataFrame, incidents: pl.DataFrame, drifts: pl.DataFrame, horizon: timedelta) -> MethodScore:
-    """Match episodes to the planted incidents (``cell_id, start_at, precursor, reactive_at``)."""
+def score_method(name: str, eps: pl.DataFrame, incidents: pl.DataFrame, drifts: pl.DataFrame, horizon: timedelta,
+                 detail: list[dict] | None = None) -> MethodScore:
+    """Match episodes to the planted incidents (``cell_id, start_at, precursor, reactive_at``).
+
+    ``detail``, when given, gets one row per incident: whether and when it was warned of, and the lead.
+    """
     true = 0
     drift_hits = 0
     for cell, raised in eps.iter_rows():
@@ -110,9 +116,13 @@ def score_method(name: str, eps: pl.DataFrame, incidents: pl.DataFrame, drifts: 
     leads, leads_start, caught_pre, caught = [], [], 0, 0
     for cell, start, precursor, reactive in incidents.select("cell_id", "start_at", "precursor", "reactive_at").iter_rows():
         own = eps.filter((pl.col("cell_id") == cell) & (pl.col("raised_at") <= start) & (start - pl.col("raised_at") <= horizon))
-        if not own.height:
+        first = own["raised_at"].min() if own.height else None
+        if detail is not None:
+            detail.append({"method": name, "cell_id": cell, "start_at": start, "precursor": bool(precursor), "reactive_at": reactive,
+                           "warned_at": first, "lead_minutes": (reactive - first) / timedelta(minutes=1) if first and reactive else None,
+                           "lead_vs_start_minutes": (start - first) / timedelta(minutes=1) if first else None})
+        if first is None:
             continue
-        first = own["raised_at"].min()
         caught += 1
         caught_pre += bool(precursor)
         leads_start.append((start - first) / timedelta(minutes=1))
@@ -179,8 +189,9 @@ def evaluate(settings: Settings, planted_path: Path, *, version: int | None = No
     delays = [(r - s) / timedelta(minutes=1) for s, r in inc.select("start_at", "reactive_at").iter_rows() if r is not None]
     drifts = pl.DataFrame([(c, _at(a), _at(e)) for c, a, e in raw_drifts], schema={"cell_id": pl.String, "start_at": TS, "end_at": TS},
                           orient="row")
-    m = score_method("model", model_eps, inc, drifts, horizon)
-    bl = score_method("baseline", base_eps, inc, drifts, horizon)
+    detail: list[dict] = []
+    m = score_method("model", model_eps, inc, drifts, horizon, detail)
+    bl = score_method("baseline", base_eps, inc, drifts, horizon, detail)
     met = (m.recall_precursor or 0) >= TARGET["recall"] and (m.precision or 0) >= TARGET["precision"] \
         and (m.median_lead_minutes or 0) >= TARGET["median_lead_minutes"]
     result = Evaluation(
@@ -198,6 +209,8 @@ def evaluate(settings: Settings, planted_path: Path, *, version: int | None = No
                          "reactive_median_delay_minutes": result.reactive_median_delay_minutes,
                          "targets_met": result.targets_met if score is m else None, **asdict(score)})
         lake.write(EVALUATIONS, pa.Table.from_pylist(rows, schema=EVALUATION_SCHEMA))
+        keys = {"model_version": result.model_version, "evaluated_at": result.evaluated_at}
+        lake.write(EVALUATION_INCIDENTS, pa.Table.from_pylist([{**keys, **d} for d in detail], schema=INCIDENT_SCHEMA))
     return result
 
 
@@ -208,4 +221,9 @@ EVALUATION_SCHEMA = pa.schema([
     ("method", pa.string()), ("episodes", pa.int64()), ("true_episodes", pa.int64()), ("precision", pa.float64()),
     ("precision_distinct", pa.float64()), ("recall_precursor", pa.float64()), ("recall_all", pa.float64()), ("caught", pa.int64()), ("median_lead_minutes", pa.float64()),
     ("p10_lead_minutes", pa.float64()), ("median_lead_vs_start_minutes", pa.float64()), ("drift_episodes", pa.int64()),
+])
+INCIDENT_SCHEMA = pa.schema([
+    ("model_version", pa.int64()), ("evaluated_at", pa.timestamp("us", tz="UTC")), ("method", pa.string()), ("cell_id", pa.string()),
+    ("start_at", pa.timestamp("us", tz="UTC")), ("precursor", pa.bool_()), ("reactive_at", pa.timestamp("us", tz="UTC")),
+    ("warned_at", pa.timestamp("us", tz="UTC")), ("lead_minutes", pa.float64()), ("lead_vs_start_minutes", pa.float64()),
 ])

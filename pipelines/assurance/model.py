@@ -181,6 +181,45 @@ def out_of_fold(feats: pl.DataFrame, tr: pl.DataFrame, ytr: np.ndarray, keep: np
     return p
 
 
+def raised_at(rows: pl.DataFrame, flag: np.ndarray, cfg: PredictSettings, max_gap: timedelta) -> pl.DataFrame:
+    """``cell_id, raised_at``: what :func:`episodes` returns, from runs of flags instead of window by window.
+
+    The lifecycle, per cell and stretch without a gap: a run of ``raise_after_windows`` flagged
+    windows raises a warning (at its last window); it stays open while fewer than
+    ``clear_after_windows`` calm windows separate the next flagged run. So only the flagged runs
+    are walked (tested equal to :func:`episodes`); the threshold search calls it once per candidate.
+    """
+    df = rows.select("cell_id", "window_start", "_end").with_columns(pl.Series("flag", flag, dtype=pl.Boolean))
+    prev_end = pl.col("_end").shift(1)
+    df = df.with_columns(((pl.col("cell_id") != pl.col("cell_id").shift(1)).fill_null(True) | prev_end.is_null()
+                          | (pl.col("window_start") - prev_end > max_gap) | (pl.col("window_start") < prev_end)).alias("_brk"))
+    df = df.with_columns(pl.col("_brk").cum_sum().alias("_seg"))
+    df = df.with_columns((pl.col("_brk") | (pl.col("flag") != pl.col("flag").shift(1))).fill_null(True).cum_sum().alias("_run"))
+    runs = df.group_by("_run", maintain_order=True).agg(
+        pl.col("_seg").first(), pl.col("flag").first(), pl.len().alias("n"), pl.col("cell_id").first(),
+        pl.col("_end").slice(cfg.raise_after_windows - 1, 1).first().alias("_raise"))
+    # calm windows between a flagged run and the flagged run before it in the same stretch
+    runs = runs.with_columns(pl.when(~pl.col("flag")).then(pl.col("n")).otherwise(0).alias("_calm"))
+    flagged = runs.with_columns(pl.col("_calm").shift(1).fill_null(0).alias("_gap_before"),
+                                (pl.col("_seg") == pl.col("_seg").shift(1)).fill_null(False).alias("_same"),
+                                (pl.col("_seg") == pl.col("_seg").shift(2)).fill_null(False).alias("_same2"),
+                                pl.col("flag").shift(2).fill_null(False).alias("_flag2")).filter(pl.col("flag"))
+    # the flagged run before this one in the stretch: two runs back (a calm run between), or none
+    linked = (flagged["_same"] & flagged["_same2"] & flagged["_flag2"]).to_numpy()
+    calm = flagged["_gap_before"].to_numpy()
+    n = flagged["n"].to_numpy()
+    need, clear = cfg.raise_after_windows, cfg.clear_after_windows
+    raise_idx, is_open = [], False
+    for i in range(len(n)):
+        if linked[i] and is_open and calm[i] < clear:
+            continue  # the warning of the run before stays open
+        is_open = bool(n[i] >= need)
+        if is_open:
+            raise_idx.append(i)
+    out = flagged[raise_idx] if raise_idx else flagged.head(0)
+    return out.select("cell_id", pl.col("_raise").cast(TS).alias("raised_at"))
+
+
 def choose_threshold(feats: pl.DataFrame, tr: pl.DataFrame, ytr: np.ndarray, keep: np.ndarray, weight: np.ndarray, onset: pl.DataFrame,
                      cfg: PredictSettings, gap: timedelta) -> tuple[float, float | None, float | None]:
     """(threshold, its precision, its recall) on out-of-fold scores of the training period against the lake's incident onsets.
@@ -199,7 +238,7 @@ def choose_threshold(feats: pl.DataFrame, tr: pl.DataFrame, ytr: np.ndarray, kee
     targets = onset.filter(pl.col("onset_at") >= first + cfg.horizon, pl.col("onset_at") <= last).sort("onset_at")
     best: tuple[float, float, float, float] | None = None
     for t in np.round(np.arange(0.2, 0.951, 0.025), 3):
-        eps = episodes(feats, scored & (p >= t), p, cfg, gap).sort("raised_at")
+        eps = raised_at(feats, scored & (p >= t), cfg, gap).sort("raised_at")
         if eps.height < 10:
             break
         nxt = eps.join_asof(onset.sort("onset_at"), left_on="raised_at", right_on="onset_at", by="cell_id", strategy="forward",

@@ -265,6 +265,7 @@ def _order_config(run: DemoRun):
 
 def _steps() -> tuple[list, list]:
     from pipelines.ops import demo_history as h
+    from pipelines.ops import demo_network as n
 
     quick = [
         ("broker", _broker), ("simulate", _simulate), ("ingest", _ingest), ("streams", _streams), ("billing", _billing),
@@ -272,7 +273,8 @@ def _steps() -> tuple[list, list]:
     ]
     full = [
         ("broker", _broker), ("history dumps", h.history_dumps), ("backfill + bill runs", h.backfill_and_bill),
-        ("live week", h.live_week), ("ingest", _ingest), ("streams", _streams), ("billing", h.live_billing),
+        ("network history", n.network_history), ("live week", h.live_week), ("ingest", _ingest), ("streams", _streams),
+        ("predict evaluate", n.predict_evaluate), ("billing", h.live_billing),
         ("churn", h.churn_model), ("quality", _quality), ("publish", _publish), ("read share", _read_share),
         ("fulfilment", _fulfilment),
     ]
@@ -288,6 +290,7 @@ KEY_TABLES = (
     "silver/usage", "silver/subscribers",
     "gold/billing/rated_usage", "gold/billing/unrated", "gold/billing/invoices", "gold/billing/invoice_lines",
     "gold/network/cell_kpi_1m", "gold/network/alerts", "gold/fraud/alerts", "gold/offers/triggers",
+    "gold/assurance/model_runs", "gold/assurance/predictions",
     "gold/billing/adjustments", "gold/churn/features_daily", "gold/churn/model_runs", "gold/churn/scores", "gold/churn/offers",
     "gold/offers/retention",
     "ops/quality_results", "gold/oss/orders", "gold/oss/jeopardy",
@@ -404,6 +407,15 @@ def run_demo(settings: Settings, console: Console, *, quick: bool = False, **opt
     if why:
         console.print(f"[yellow]churn:[/yellow] features written, no model or scores: {why}. "
                       "Training needs months of history (docs/churn.md: `telcolake features --from/--to`, `telcolake churn train`).")
+    net, ev = run.results.get("network history"), run.results.get("predict evaluate")
+    if net and ev:
+        console.print(f"[bold]predictive maintenance[/bold] (model {net['model']} on {net['days']} days of cell KPIs, threshold "
+                      f"{ev['threshold']:g}; held out {net['test']}: {ev['incidents']} incidents, {ev['with_precursors']} with precursors): "
+                      f"precision {ev['precision']}, recall {ev['recall_precursors']} on incidents with precursors "
+                      f"({ev['recall_all']} on all), median lead {ev['median_lead_min']} min before the reactive alert "
+                      f"(which comes {ev['reactive_delay_min']} min after the start); trend rule precision {ev['baseline_precision']}, "
+                      f"recall {ev['baseline_recall_precursors']}. Live week: {ev['live_week_raised']} predicted_degradation "
+                      f"alerts raised, {ev['live_week_open']} open (`telcolake predict evaluate`, docs/predictive-maintenance.md)")
     failures = run.results.get("quality", {}).get("failures") or []
     for line in failures[:10]:
         console.print(f"[red]quality:[/red] {line}")

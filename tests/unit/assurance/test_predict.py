@@ -13,10 +13,19 @@ import polars as pl
 import pytest
 
 from pipelines.assurance.dataset import label, load_history
-from pipelines.assurance.evaluate import EVALUATIONS, evaluate, score_method
+from pipelines.assurance.evaluate import EVALUATION_INCIDENTS, EVALUATIONS, evaluate, score_method
 from pipelines.assurance.features import FEATURES, TS, Gates, advance, empty_state
 from pipelines.assurance.history import network_frames, replay_network
-from pipelines.assurance.model import MODEL_RUNS, check_model, episodes, featurize, load_model, predict, train
+from pipelines.assurance.model import (
+    MODEL_RUNS,
+    check_model,
+    episodes,
+    featurize,
+    load_model,
+    predict,
+    raised_at,
+    train,
+)
 from pipelines.assurance.scoring import RULE, make_scorer
 from pipelines.assurance.settings import PredictSettings
 from pipelines.core.config import REPO_ROOT, load_settings
@@ -105,6 +114,11 @@ def test_training_records_a_run_and_evaluation_checks_against_planted_incidents(
     assert m.median_lead_vs_start_minutes > 0 and m.median_lead_minutes > m.median_lead_vs_start_minutes
     written = pl.from_arrow(lake.read(EVALUATIONS))
     assert written["method"].to_list() == ["model", "baseline"] and written["episodes"][0] == m.episodes
+    # one row per incident and method: the table reproduces the printed figures
+    per = pl.from_arrow(lake.read(EVALUATION_INCIDENTS)).filter(pl.col("method") == "model")
+    assert per.height == e.incidents and per["warned_at"].is_not_null().sum() == m.caught
+    assert per.filter(pl.col("precursor"))["warned_at"].is_not_null().mean() == pytest.approx(m.recall_precursor, abs=1e-3)
+    assert per["lead_minutes"].median() == pytest.approx(m.median_lead_minutes, abs=0.1)
 
 
 def test_matching_episodes_to_planted_incidents() -> None:
@@ -249,3 +263,26 @@ def test_cli_says_what_is_missing_in_one_line(local_settings, tmp_path) -> None:
     (tmp_path / "planted.json").write_text("{}")
     out = CliRunner().invoke(app, ["predict", "evaluate", "--planted", str(tmp_path / "planted.json")])
     assert out.exit_code == 1 and "not a planted summary" in out.output
+
+
+def test_the_threshold_search_raises_what_the_stream_lifecycle_raises() -> None:
+    """raised_at (runs of flags) equals episodes (the stream's window-by-window lifecycle), gaps and clears included."""
+    rng = np.random.default_rng(7)
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    rows = []
+    for c in range(6):
+        t = t0
+        for _ in range(3000):
+            t += timedelta(minutes=5 if rng.random() > 0.01 else 45)  # now and then a gap longer than the alert rules allow
+            rows.append((f"C{c}", f"S{c // 3}", t - timedelta(minutes=1), t))
+    frame = pl.DataFrame(rows, schema={"cell_id": pl.String, "site_id": pl.String, "window_start": TS, "_end": TS}, orient="row")
+    runs = rng.random(frame.height) < 0.15  # flags come in runs: a flag tends to follow a flag
+    flag = np.zeros(frame.height, bool)
+    for i in range(1, frame.height):
+        flag[i] = runs[i] or (flag[i - 1] and rng.random() < 0.7)
+    gap = timedelta(minutes=stream_config(load_settings()).alerts.window_gap_minutes)
+    for need, clear in ((1, 1), (2, 3), (3, 2), (4, 6)):
+        cfg = replace(PredictSettings(), raise_after_windows=need, clear_after_windows=clear)
+        slow = episodes(frame, flag, np.zeros(frame.height), cfg, gap).sort("cell_id", "raised_at")
+        fast = raised_at(frame, flag, cfg, gap).sort("cell_id", "raised_at")
+        assert slow.height > 50 and fast.equals(slow), (need, clear, slow.height, fast.height)
