@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +52,22 @@ def network_history(run) -> dict[str, Any]:
 
 def predict_evaluate(run) -> dict[str, Any]:
     """The model's figures on its held-out days against the planted incidents, and what it raised in the live week."""
+    import polars as pl
+
     from pipelines.assurance.evaluate import evaluate
     from pipelines.assurance.scoring import RULE
-    from pipelines.core.duck import connect, query
     from pipelines.core.lake import Lake
     from pipelines.simulate import SimConfig
     from pipelines.streams.config import ALERTS_TABLE
 
     e = evaluate(run.settings, planted_path(run))
-    live_from = SimConfig.from_settings(run.settings).start.isoformat()
-    live = query(connect(Lake.from_settings(run.settings), {"a": ALERTS_TABLE}),
-                 "select count(*) as raised, count(*) filter (where status = 'open') as open from a "
-                 f"where rule = '{RULE}' and raised_at >= '{live_from}'::timestamptz").to_pylist()[0]
+    live_from = datetime.combine(SimConfig.from_settings(run.settings).start, time(), UTC)
+    alerts = pl.from_arrow(Lake.from_settings(run.settings).read(ALERTS_TABLE, columns=["rule", "status", "raised_at"]))
+    live = alerts.filter(pl.col("rule") == RULE, pl.col("raised_at") >= live_from)
     m, b = e.model, e.baseline
     return {"incidents": e.incidents, "with_precursors": e.incidents_with_precursor, "threshold": e.threshold,
             "precision": m.precision, "recall_precursors": m.recall_precursor, "recall_all": m.recall_all,
             "median_lead_min": m.median_lead_minutes, "p10_lead_min": m.p10_lead_minutes,
             "baseline_precision": b.precision, "baseline_recall_precursors": b.recall_precursor,
             "reactive_delay_min": e.reactive_median_delay_minutes, "targets_met": e.targets_met,
-            "live_week_raised": live["raised"], "live_week_open": live["open"]}
+            "live_week_raised": live.height, "live_week_open": int((live["status"] == "open").sum())}
