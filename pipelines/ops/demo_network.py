@@ -44,7 +44,7 @@ def network_history(run) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(r.planted))
     model = train(run.settings)
-    return {"days": r.days, "network_events": r.events, "kpi_rows": r.kpi_rows, "incidents": len(r.planted["incidents"]),
+    return {"days": NETWORK_DAYS, "arrival_days": r.days, "network_events": r.events, "kpi_rows": r.kpi_rows, "incidents": len(r.planted["incidents"]),
             "with_precursors": len(r.planted["precursors"]), "drifts": len(r.planted["drifts"]), "model": f"v{model.model_version}",
             "threshold": model.threshold, "window_roc_auc": round(model.window_roc_auc, 3),
             "test": f"{model.test_from:%Y-%m-%d %H:%M}..{model.test_to:%Y-%m-%d %H:%M}"}
