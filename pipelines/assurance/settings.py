@@ -44,7 +44,7 @@ class PredictSettings:
     site_wait_minutes: float = 360.0
     test_days: int = 7
     negative_share: float = 0.3
-    max_iter: int = 100
+    max_iter: int = 60
     top_features: int = 3
 
     @classmethod

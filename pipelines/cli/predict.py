@@ -59,6 +59,11 @@ def train_cmd(as_json: bool = typer.Option(False, "--json", help="Print the run 
     console.print(f"model v{r.model_version}: train {r.train_from:%Y-%m-%d %H:%M}..{r.train_to:%Y-%m-%d %H:%M} "
                   f"({r.rows_train:,} windows, {r.positives_train:,} before an incident), test from {r.test_from:%Y-%m-%d %H:%M} "
                   f"({r.rows_test:,} windows); window ROC AUC {r.window_roc_auc:.3f}, baseline {r.baseline_window_roc_auc:.3f}")
+    if r.validation_precision is not None:
+        console.print(f"threshold {r.threshold:g} (best F1 out of fold: warnings followed by an incident {r.validation_precision:.0%}, "
+                      f"incidents warned of {r.validation_recall:.0%}; the stream uses it while [predict] threshold = 0)")
+    else:
+        console.print(f"threshold {r.threshold:g} ([predict] threshold)")
 
 
 @predict_app.command("evaluate")

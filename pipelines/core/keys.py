@@ -308,7 +308,7 @@ CONFIG = Table(keys={
         "site_wait_minutes": Num(0, 7 * 24 * 60, default=360.0, unit="minutes"),
         "test_days": Int(1, 3650, default=7),
         "negative_share": Num(0, 1, default=0.3, lo_open=True),
-        "max_iter": Int(1, 10_000, default=100),
+        "max_iter": Int(1, 10_000, default=60),
         "top_features": Int(1, 20, default=3),
     }),
     "churn": Table(keys={
