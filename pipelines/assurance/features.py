@@ -36,7 +36,10 @@ TS = pl.Datetime("us", "UTC")
 HALF_LIVES = {"15m": 15, "1h": 60, "4h": 240}  # minutes
 SIGNALS = {"lat": "latency_ms_mean", "prb": "prb_utilization_mean", "drops": "dropped_calls", "calls": "call_attempts",
            "alarms": "active_alarms"}
-EW = [f"ew_{s}_{h}" for s in SIGNALS for h in HALF_LIVES]
+# the EW means the features use (dropped calls and attempts only over 1 h and 4 h, alarms over 1 h)
+EW_PAIRS = [(s, h) for s in SIGNALS for h in HALF_LIVES
+            if (s, h) not in {("drops", "15m"), ("calls", "15m"), ("alarms", "15m"), ("alarms", "4h")}]
+EW = [f"ew_{s}_{h}" for s, h in EW_PAIRS]
 # The model's inputs, in this order (the feature version names this list and how it is computed).
 FEATURES = [
     "lat_15m", "lat_1h", "lat_4h", "lat_slope_short", "lat_slope_long",
@@ -146,15 +149,16 @@ def advance(state: pl.DataFrame, rows: pl.DataFrame, gates: Gates) -> tuple[pl.D
 
 def _ew(valid: pl.DataFrame, state: pl.DataFrame) -> pl.DataFrame:
     """EW means of every signal and half-life, continuing from the state for rows of segment 0."""
-    x = {f"ew_{s}_{h}": pl.col(col).cast(pl.Float64) for s, col in SIGNALS.items() for h in HALF_LIVES}
-    batch = valid.with_columns(**x, _ord=pl.lit(1, pl.Int8))
+    x = [pl.col(SIGNALS[s]).cast(pl.Float64).alias(f"ew_{s}_{h}") for s, h in EW_PAIRS]
     cont = valid.filter(pl.col("_seg") == 0).select("cell_id").unique()
     seed = state.join(cont, on="cell_id", how="semi").select(
         "cell_id", pl.col("last_end").alias("_end"), *EW, _seg=pl.lit(0, pl.Int32), _ord=pl.lit(0, pl.Int8))
-    both = pl.concat([seed, batch.select("cell_id", "_end", *EW, "_seg", "_ord")], how="vertical_relaxed").sort("cell_id", "_seg", "_ord", "_end")
-    ew = both.with_columns([pl.col(f"ew_{s}_{h}").ewm_mean_by("_end", half_life=f"{m}m").over("cell_id", "_seg")
-                            for s in SIGNALS for h, m in HALF_LIVES.items()]).filter(pl.col("_ord") == 1)
-    return batch.drop(EW, "_ord").join(ew.select("cell_id", "_end", *EW), on=["cell_id", "_end"], how="left", maintain_order="left")
+    batch = valid.select("cell_id", "_end", *x, "_seg", _ord=pl.lit(1, pl.Int8))
+    both = pl.concat([seed, batch], how="vertical_relaxed").sort("cell_id", "_seg", "_ord", "_end")
+    ew = both.with_columns([pl.col(f"ew_{s}_{h}").ewm_mean_by("_end", half_life=f"{HALF_LIVES[h]}m").over("cell_id", "_seg")
+                            for s, h in EW_PAIRS]).filter(pl.col("_ord") == 1)
+    # ``valid`` is in (cell, window end) order, and so are the batch rows of ``ew`` (segments grow with the end)
+    return valid.hstack(ew.select(EW))
 
 
 def _per_cell_features(valid: pl.DataFrame) -> pl.DataFrame:
@@ -195,13 +199,13 @@ def with_site_features(rows: pl.DataFrame) -> pl.DataFrame:
     """
     rows = rows.sort("site_id", "_end", "cell_id")
     group = ("site_id", "_end")
-    out = rows
+    devs = []
     for name, col in (("site_lat_dev", "lat_1h"), ("site_prb_dev", "prb_1h"), ("site_lat_slope_dev", "lat_slope_long")):
         n = pl.col(col).count().over(group)
         total = pl.col(col).sum().over(group)
         others = pl.when(pl.col(col).is_not_null() & (n > 1)).then((total - pl.col(col)) / (n - 1))
-        out = out.with_columns((pl.col(col) - others).alias(name))
-    return out
+        devs.append((pl.col(col) - others).alias(name))
+    return rows.with_columns(devs)
 
 
 def matrix(rows: pl.DataFrame) -> np.ndarray:
