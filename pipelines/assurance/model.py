@@ -34,7 +34,6 @@ import json
 import pickle
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -58,6 +57,7 @@ from pipelines.assurance.settings import PredictSettings
 from pipelines.core.config import Settings
 from pipelines.core.errors import PredictError
 from pipelines.core.lake import Lake
+from pipelines.core.model_files import load_run
 from pipelines.streams.alerts import Episodes
 from pipelines.streams.config import KPI_TABLE, stream_config
 
@@ -323,20 +323,8 @@ def load_model(settings: Settings, version: int | None = None) -> tuple[dict, di
         PredictError: no model trained, an unknown version, a missing file, a file that does not
             match its checksum, or a model of another feature version.
     """
-    lake = Lake.from_settings(settings)
-    if not lake.exists(MODEL_RUNS):
-        raise PredictError("no degradation model trained yet: run `telcolake predict train`")
-    runs = sorted(lake.read(MODEL_RUNS).to_pylist(), key=lambda r: r["model_version"])
-    run = runs[-1] if version is None else next((r for r in runs if r["model_version"] == version), None)
-    if run is None:
-        raise PredictError(f"model version {version} does not exist; trained: {[r['model_version'] for r in runs]}")
-    path = Path(run["model_path"])
-    if not path.is_file():
-        raise PredictError(f"model file {path} of version {run['model_version']} is missing: train again (`telcolake predict train`)")
-    blob = path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != run["model_sha256"]:
-        raise PredictError(f"model file {path} does not match the checksum recorded for version {run['model_version']}")
-    model = pickle.loads(blob)  # noqa: S301 - our own file, checksum verified above
+    model, run = load_run(Lake.from_settings(settings), MODEL_RUNS, version, error=PredictError, what="degradation model",
+                          train="telcolake predict train")
     check_model(model)
     return model, run
 

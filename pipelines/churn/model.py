@@ -30,6 +30,7 @@ from pipelines.core.config import REPO_ROOT, Settings
 from pipelines.core.duck import connect, model_sql, query
 from pipelines.core.errors import ChurnError
 from pipelines.core.lake import Lake
+from pipelines.core.model_files import load_run
 
 LABELS = "gold/churn/labels"
 MODEL_RUNS = "gold/churn/model_runs"
@@ -171,19 +172,9 @@ def load_model(settings: Settings, version: int | None = None) -> tuple[dict, di
     """The pickled model of ``version`` (latest when None) and its model_runs row.
 
     Raises:
-        ChurnError: no model trained, an unknown version, or a pickle that does not match its checksum.
+        ChurnError: no model trained, an unknown version, a missing file, or a pickle that does not match its checksum.
     """
-    lake = Lake.from_settings(settings)
-    if not lake.exists(MODEL_RUNS):
-        raise ChurnError("no churn model trained yet: run `telcolake churn train`")
-    runs = sorted(lake.read(MODEL_RUNS).to_pylist(), key=lambda r: r["model_version"])
-    run = runs[-1] if version is None else next((r for r in runs if r["model_version"] == version), None)
-    if run is None:
-        raise ChurnError(f"model version {version} does not exist; trained: {[r['model_version'] for r in runs]}")
-    blob = Path(run["model_path"]).read_bytes()
-    if hashlib.sha256(blob).hexdigest() != run["model_sha256"]:
-        raise ChurnError(f"model file {run['model_path']} does not match the checksum recorded for version {run['model_version']}")
-    return pickle.loads(blob), run  # noqa: S301 - our own file, checksum verified above
+    return load_run(Lake.from_settings(settings), MODEL_RUNS, version, error=ChurnError, what="churn model", train="telcolake churn train")
 
 
 def offer_rules(path: Path | None = None) -> tuple[dict, list[dict]]:

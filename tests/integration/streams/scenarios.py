@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from tests.helpers import ENC, produce
@@ -116,3 +121,24 @@ def fraud_population(*, seed: int, normal: int = 300, simbox: int = 6, intl: int
 
 
 __all__ = ["T0", "alarm", "fraud_population", "iso", "kpi", "network_load", "produce", "produce_keyed", "usage"]
+
+
+def kill_mid_stream(cmd: list[str], lake, state: str, *, seed: int, rows: Callable[[], int], times: int = 3) -> list[int]:
+    """Start ``cmd`` (a stream until caught up) ``times`` times, each killed with SIGKILL 0-0.3 s after its
+    next checkpoint commit to ``state``; ``rows()`` read at each kill, in order (asserts one kill hit a running stream)."""
+    rng = random.Random(seed)
+    rows_at_kill = []
+    for _ in range(times):
+        before = lake.version(state) if lake.exists(state) else -1
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline and (lake.version(state) if lake.exists(state) else -1) <= before + 1:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rows_at_kill.append(rows())
+        proc.wait()
+    assert rows_at_kill, "no kill hit a running stream"
+    return rows_at_kill

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 
 import pytest
@@ -16,7 +13,7 @@ from pipelines.core.config import load_settings
 from pipelines.core.lake import Lake
 from pipelines.streams import run_streams
 from tests.integration.streams.conftest import configure, other_lake
-from tests.integration.streams.scenarios import kpi, network_load, produce_keyed
+from tests.integration.streams.scenarios import kill_mid_stream, kpi, network_load, produce_keyed
 
 TABLES = {
     "gold/network/cell_kpi_1m": ["cell_id", "window_start"],
@@ -41,23 +38,8 @@ def test_kill_nine_mid_stream_then_restart_gives_the_same_tables(senv, kafka, tm
 
     lake = Lake.from_settings(load_settings())
     state = "ops/stream_state/kpi"
-    rng = random.Random(5)
-    kills, rows_at_kill = 0, []
     cmd = [sys.executable, "-m", "pipelines.cli", "stream", "--until-caught-up", "--only", "kpi", "--quiet", "--workers", str(workers)]
-    for _ in range(3):
-        before = lake.version(state) if lake.exists(state) else -1
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline and (lake.version(state) if lake.exists(state) else -1) <= before + 1:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-            proc.wait()
-            rows_at_kill.append(lake.read("gold/network/cell_kpi_1m").num_rows)
-        proc.wait()
-    assert kills >= 1, "no kill hit a running stream"
+    rows_at_kill = kill_mid_stream(cmd, lake, state, seed=5, rows=lambda: lake.read("gold/network/cell_kpi_1m").num_rows)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-2000:]
 
