@@ -273,7 +273,7 @@ def test_the_page_in_headless_chromium_shows_lag_and_jobs(operator, kafka, monke
                                                               ("network", "site_degraded", "S001")]
         at_risk = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in browser.find_elements(By.CSS_SELECTOR, "#at-risk-table tr")[1:]]
         assert [r[:5] + r[7:] for r in at_risk] == [["C0011", "S001", "0.83", "0.91", "120 min", "v3"]]
-        assert at_risk[0][5] == "lat_slope_short=4.2,prb_15m=71.5,alarms_1h=0.6"
+        assert at_risk[0][5] == "lat_slope_short=4.2, prb_15m=71.5, alarms_1h=0.6"
         refresh = browser.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]").get_attribute("content")
         assert refresh == "5"
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
