@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,11 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.lab import private_world  # noqa: E402
 from pipelines.assurance.evaluate import evaluate  # noqa: E402
 from pipelines.assurance.history import replay_network  # noqa: E402
 from pipelines.assurance.model import MODEL_RUNS, train  # noqa: E402
-from pipelines.core import broker  # noqa: E402
-from pipelines.core.config import load_settings  # noqa: E402
 from pipelines.simulate import SimConfig, produce, simulate_days  # noqa: E402
 from pipelines.streams import run_streams  # noqa: E402
 
@@ -102,23 +99,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[31, 32])
     ap.add_argument("--stream-days", type=int, default=3)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="telcolake-bench-predict-"))
-    state = broker.start_embedded(tmp / "broker")
-    try:
-        os.environ.update(TELCOLAKE_STATE_DIR=str(tmp / "state"), TELCOLAKE_LAKE=str(tmp / "lake"), TELCOLAKE_KAFKA_BOOTSTRAP=state.address)
-        (tmp / "telcolake.toml").write_text((REPO / "telcolake.toml").read_text())
-        os.environ["TELCOLAKE_CONFIG"] = str(tmp / "telcolake.toml")
-        settings = load_settings()
-        broker.ensure_topics(state.address, settings.topics)
+    with private_world("telcolake-bench-predict-") as (tmp, settings, _address):
         first = None
         for seed in args.seeds:
             s = evaluation(settings, args, seed, tmp)
             first = first or s
         streaming(settings, args, first.lake_root, tmp)
-    finally:
-        broker.stop_embedded(tmp / "broker")
-        shutil.rmtree(tmp, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

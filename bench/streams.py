@@ -21,10 +21,8 @@ Usage: python bench/streams.py [--events 400000] [--rate 5000] [--seconds 20] [-
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -39,8 +37,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.lab import private_world  # noqa: E402
 from pipelines.core import broker  # noqa: E402
-from pipelines.core.config import load_settings  # noqa: E402
 from pipelines.ingest.kafka_source import StopFlag  # noqa: E402
 from pipelines.streams import run_streams  # noqa: E402
 
@@ -215,18 +213,11 @@ def main() -> None:
     ap.add_argument("--fraud-subscribers", type=int, default=2000)
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="telcolake-bench-streams-"))
-    state = broker.start_embedded(tmp / "state")
-    try:
-        os.environ.update(TELCOLAKE_STATE_DIR=str(tmp / "state"), TELCOLAKE_LAKE=str(tmp / "lake"), TELCOLAKE_KAFKA_BOOTSTRAP=state.address)
-        (tmp / "telcolake.toml").write_text((REPO / "telcolake.toml").read_text())
-        os.environ["TELCOLAKE_CONFIG"] = str(tmp / "telcolake.toml")
-        settings = load_settings()
-        broker.ensure_topics(state.address, settings.topics)
+    with private_world("telcolake-bench-streams-", broker_dir="state", keep=True) as (tmp, settings, address):
         topic = settings.topic("network.events")
 
-        backlog(state.address, topic, args.events, args.cells)
-        n, secs = raw_read(state.address, topic, settings.topics[topic])
+        backlog(address, topic, args.events, args.cells)
+        n, secs = raw_read(address, topic, settings.topics[topic])
         base = n / secs
         print(f"baseline raw consumer: {n:,} events in {secs:.2f} s = {base:,.0f} events/s")
         started = time.perf_counter()
@@ -258,8 +249,6 @@ def main() -> None:
                 break
         print(f"highest sustained input rate: {best:,.0f} events/s" if best else "no rate sustained")
         fraud_on_simulator(settings, tmp, args.fraud_subscribers)
-    finally:
-        broker.stop_embedded(tmp / "state")
 
 
 if __name__ == "__main__":
