@@ -34,7 +34,10 @@ from pipelines.simulate.world import Clock, Population, cell_table, epoch_s, ids
 
 # A record is late when it arrives more than this after its event ended.
 LATE_AFTER_S = 3600
-KEY_FIELD = {"usage.events": "subscriber_id", "network.events": "cell_id", "bss.events": "subscriber_id"}
+# Kafka keys. Network events are keyed by site: a site's cells share a partition, so the KPI flow's
+# site rule and the prediction step's site features see each site minute whole, in the same order
+# on every replay (keyed by cell, a site's cells spread over partitions read at different speeds).
+KEY_FIELD = {"usage.events": "subscriber_id", "network.events": "site_id", "bss.events": "subscriber_id"}
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,18 @@ MERGE into ``gold/network/cell_kpi_1m`` (key ``cell_id, window_start``) and
 
 Exactly once: the MERGE keys make a recomputed window a no-op, and the shard checkpoints
 (state + offsets in the Delta log, :mod:`pipelines.streams.state`) make the recomputation
-identical. The watermark is per cell, as producers key ``network.events`` by ``cell_id`` (a
-cell's records stay in order on one partition); shards are picked by ``site_id`` so a site's
-cells share one state for the site rule.
+identical. The watermark is per cell; producers key ``network.events`` by ``site_id``, so a
+site's cells share a partition and arrive in order together, and shards are picked by
+``site_id`` so a site's cells share one state for the site rule and the site features. A cell
+first seen after its site's minutes were judged (a topic keyed otherwise, read partition by
+partition) is counted as ``cells_late_for_site`` with one warning line.
 
 The dataflow is ``dataflows/cell_kpi.py`` (``telcolake stream --only kpi``).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import polars as pl
@@ -62,6 +65,7 @@ KPI_SCHEMA = pa.schema(
     ]
 )
 KPI_KEYS = ("cell_id", "window_start")
+log = logging.getLogger("telcolake.streams")
 
 
 def kpi_rows(members: pl.DataFrame) -> pl.DataFrame:
@@ -105,12 +109,16 @@ class KpiLogic:
         self.scorer: Scorer | None = None  # predicted_degradation alerts (pipelines/assurance), when a model is trained
 
     def process(self, df: pl.DataFrame) -> Result:
+        seen = df.select("cell_id", "site_id").unique(subset=["cell_id"], keep="first", maintain_order=True)
+        new = seen.join(self.cells, on="cell_id", how="anti")
+        late_cells = self._late_for_site(df, new) if new.height and self.cells.height else 0
         added = self.windows.add(df)
         result = Result(counts={"events": df.height, "too_late": added.late.height})
+        if late_cells:
+            result.counts["cells_late_for_site"] = late_cells
         if added.late.height:
             result.rows["quarantine"] = too_late_rows(self.spec, self.topic, added.late, event_id="event_id", time="observed_at", entity="cell_id")
-        seen = df.select("cell_id", "site_id").unique(subset=["cell_id"], keep="first", maintain_order=True)
-        self.cells = pl.concat([self.cells, seen.join(self.cells, on="cell_id", how="anti")])
+        self.cells = pl.concat([self.cells, new])
         events: list[tuple[str, dict]] = []
         prior = self._open_alerts() if self.scorer is not None else []
         kpi = None
@@ -146,6 +154,18 @@ class KpiLogic:
         ct = ct.with_columns(pl.col("ct").max().over("site_id").alias("lead"))
         ready = ct.filter(pl.col("ct") >= pl.col("lead") - timeout).group_by("site_id").agg(pl.col("ct").min().alias("ready"))
         return ready.with_columns(pl.col("ready").cast(pl.Datetime("us", "UTC")))
+
+    def _late_for_site(self, df: pl.DataFrame, new: pl.DataFrame) -> int:
+        """New cells whose first minute their site has already judged without them (one warning line)."""
+        first = df.join(new, on="cell_id", how="semi").group_by("cell_id", "site_id").agg(
+            (pl.col("observed_at").min().dt.truncate("1m") + pl.duration(minutes=1)).alias("_end"))
+        ready = self._site_ready(self.cfg.alerts.site_cell_timeout_minutes)
+        late = first.join(ready, on="site_id", how="inner").filter(pl.col("_end") <= pl.col("ready"))
+        if late.height:
+            log.warning("%d new cell(s) (%s) arrived after their site's minutes up to %s were judged without them: the site rule "
+                        "and site features of those minutes left them out; key network.events by site_id", late.height,
+                        ", ".join(late["cell_id"].head(3).to_list()), late["ready"].max().isoformat())
+        return late.height
 
     def _ready_sites(self, ready: pl.DataFrame) -> pl.DataFrame:
         """Site minutes every (live) cell of the site has closed: judged once, then forgotten."""

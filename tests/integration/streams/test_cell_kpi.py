@@ -52,7 +52,7 @@ def test_windows_match_a_hand_computed_scenario_with_out_of_order_and_late_event
         kpi(12, "C0002", "S001", m(5, 0), 1, 0),  # closes 10:02 (the alarm) and 10:03 of C0002
         kpi(13, "C0009", "S002", m(0, 0), 1, 0),  # another cell: its own watermark, nothing closes
     ]
-    produce_keyed(kafka, settings.topic("network.events"), events, "cell_id", partitions=2)
+    produce_keyed(kafka, settings.topic("network.events"), events, "site_id", partitions=2)
     stats = run_streams(settings, only="kpi", until_caught_up=True)
     lake = Lake.from_settings(settings)
     got = _rows(lake, "gold/network/cell_kpi_1m", ["window_start", "cell_id"])
@@ -98,12 +98,12 @@ def test_alert_lifecycle_raise_once_update_and_clear_once_across_runs(senv, kafk
     first = [r for mm in range(0, 10) for r in minute(mm, {"C0001"} if mm < 6 else set())]
     first.append(alarm(900, "C0002", "S001", T0 + timedelta(seconds=20), code="RF-1"))
     first.sort(key=lambda r: r["observed_at"])
-    produce_keyed(kafka, topic, first, "cell_id", partitions=2)
+    produce_keyed(kafka, topic, first, "site_id", partitions=2)
     run_streams(settings, only="kpi", until_caught_up=True)  # stops mid-scenario: state goes to the checkpoint
     second = [r for mm in range(10, 30) for r in minute(mm, {"C0001", "C0002"} if 20 <= mm < 24 else set())]
     second.append(alarm(901, "C0002", "S001", T0 + timedelta(minutes=18), code="RF-1", cleared=True))
     second.sort(key=lambda r: r["observed_at"])
-    produce_keyed(kafka, topic, second, "cell_id", partitions=2)
+    produce_keyed(kafka, topic, second, "site_id", partitions=2)
     run_streams(settings, only="kpi", until_caught_up=True)
 
     lake = Lake.from_settings(settings)

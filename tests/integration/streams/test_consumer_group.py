@@ -19,6 +19,6 @@ def test_a_stream_flow_commits_its_offsets_to_its_own_group(senv, kafka):
     path.write_text(path.read_text().replace('consumer_group_prefix = "telcolake-"', f'consumer_group_prefix = "{prefix}"'))
     settings = load_settings()
     topic = settings.topic("network.events")
-    produce_keyed(kafka, topic, network_load(3, 3, 12), "cell_id", partitions=2)
+    produce_keyed(kafka, topic, network_load(5, 2, 12), "site_id", partitions=2)
     run_streams(settings, only="kpi", until_caught_up=True)
     assert {p: o for (t, p), o in group_offsets(kafka, f"{prefix}kpi").items() if t == topic} == end_offsets(kafka, topic)

@@ -34,7 +34,7 @@ def test_kill_nine_mid_stream_then_restart_gives_the_same_tables(senv, kafka, tm
     stragglers = [kpi(900_000 + n, r["cell_id"], r["site_id"], datetime.fromisoformat(r["observed_at"]), 5, 1) for n, r in enumerate(records[2000::700])]
     half = len(records) // 2
     records = records[:half] + stragglers + records[half:] + stragglers[:3]  # half an hour or more behind: too late
-    produce_keyed(kafka, settings.topic("network.events"), records, "cell_id", partitions=2)
+    produce_keyed(kafka, settings.topic("network.events"), records, "site_id", partitions=2)
 
     lake = Lake.from_settings(load_settings())
     state = "ops/stream_state/kpi"

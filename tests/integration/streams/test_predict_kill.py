@@ -44,7 +44,7 @@ def test_kill_nine_with_prediction_then_restart_gives_the_same_tables(senv, kafk
     replay_network(history, SimConfig(subscribers=100, days=4, seed=2, incidents_per_day=10, drifts_per_day=3))
     train(history)
     _model_into(settings.lake_root, Path(history.lake_root) / MODEL_RUNS)
-    produce_keyed(kafka, settings.topic("network.events"), network_load(40, 4, 90, seed=11), "cell_id", partitions=2)
+    produce_keyed(kafka, settings.topic("network.events"), network_load(40, 4, 90, seed=11), "site_id", partitions=2)
 
     lake = Lake.from_settings(load_settings())
     state = "ops/stream_state/kpi"

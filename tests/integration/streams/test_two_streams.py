@@ -21,7 +21,7 @@ def _rows(lake: Lake, name: str) -> list[dict]:
 
 def test_a_second_stream_on_the_same_flow_stops_with_one_line_and_nothing_doubles(senv, kafka, tmp_path):
     settings = configure(streams={"flush_rows": 1000, "shards": 4})
-    produce_keyed(kafka, settings.topic("network.events"), network_load(30, 4, 60, seed=3), "cell_id", partitions=2)
+    produce_keyed(kafka, settings.topic("network.events"), network_load(30, 4, 60, seed=3), "site_id", partitions=2)
     cmd = [sys.executable, "-m", "pipelines.cli", "stream", "--until-caught-up", "--only", "kpi", "--quiet"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for _ in range(2)]
     outcomes = []

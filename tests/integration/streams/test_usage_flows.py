@@ -136,7 +136,7 @@ def _snapshot(settings, table: str, key: list[str]) -> list[dict]:
 def test_two_workers_give_the_same_tables_as_one(senv, kafka, tmp_path):
     records, _, _ = fraud_population(seed=3, normal=150, hours=2)
     produce_keyed(kafka, senv.topic("usage.events"), records, "subscriber_id", partitions=4)
-    produce_keyed(kafka, senv.topic("network.events"), network_load(12, 3, 45), "cell_id", partitions=2)
+    produce_keyed(kafka, senv.topic("network.events"), network_load(12, 3, 45), "site_id", partitions=2)
     one, two = other_lake(senv, tmp_path, "one"), other_lake(senv, tmp_path, "two")
     run_streams(one, until_caught_up=True, workers=1)
     run_streams(two, until_caught_up=True, workers=2)
