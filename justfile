@@ -26,9 +26,9 @@ _venv:
 demo *ARGS: _venv
     {{venv}}/bin/telcolake demo {{ARGS}}
 
-# run the test suite (what CI runs)
+# run the test suite (what CI runs), one pytest-xdist worker per core (at most 4); `-n 0` runs it in one process
 test *ARGS: _venv
-    {{py}} -m pytest -q {{ARGS}}
+    {{py}} -m pytest -q -n auto --maxprocesses 4 {{ARGS}}
 
 # run the benchmarks in bench/ (prints ratios against baselines measured in the same run)
 bench *ARGS: _venv

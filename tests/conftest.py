@@ -61,6 +61,43 @@ def local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings()
 
 
+# Modules whose tests share the session's demo lake (``demo_lake`` in tests/e2e/conftest.py):
+# one unit of work for pytest-xdist, so the lake is built once. Checked at collection.
+DEMO_LAKE_MODULES = ("tests/e2e/test_notebooks.py", "tests/e2e/test_readme.py")
+
+
+def _unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under pytest-xdist: its module, or the demo lake's."""
+    path = nodeid.split("::")[0]
+    return "demo_lake" if path in DEMO_LAKE_MODULES else path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the tests so the longest units start first: the demo lake's, then modules with slow
+    tests, then the rest, each in its own order (pytest-xdist hands units out in this order)."""
+    stray = [item.nodeid for item in items if "demo_lake" in getattr(item, "fixturenames", ()) and _unit(item.nodeid) != "demo_lake"]
+    if stray:
+        raise pytest.UsageError(f"tests on the demo lake outside DEMO_LAKE_MODULES (tests/conftest.py): {stray}")
+    slow = {_unit(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    rank = {unit: 0 if unit == "demo_lake" else 1 if unit in slow else 2 for unit in (_unit(item.nodeid) for item in items)}
+    items.sort(key=lambda item: rank[_unit(item.nodeid)])  # stable: the order within a rank is kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN201 - xdist's scheduler type
+    """``just test`` runs ``-n auto``: whole modules go to a worker (module fixtures are built
+    once), the demo lake's modules together, in collection order."""
+    if config.getoption("dist") != "load":
+        return None  # an explicit --dist mode is xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return ModuleScheduling(config, log)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config._telcolake_exitstatus = int(exitstatus)  # type: ignore[attr-defined]
 
