@@ -79,8 +79,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if stray:
         raise pytest.UsageError(f"tests on the demo lake outside DEMO_LAKE_MODULES (tests/conftest.py): {stray}")
     slow = {_unit(item.nodeid) for item in items if item.get_closest_marker("slow")}
-    rank = {unit: 0 if unit == "demo_lake" else 1 if unit in slow else 2 for unit in (_unit(item.nodeid) for item in items)}
-    items.sort(key=lambda item: rank[_unit(item.nodeid)])  # stable: the order within a rank is kept
+
+    def rank(item: pytest.Item) -> int:
+        unit = _unit(item.nodeid)
+        return 0 if unit == "demo_lake" else 1 if unit in slow else 2
+
+    items.sort(key=rank)  # stable: the order within a rank is kept
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
